@@ -1,0 +1,1 @@
+"""Phalanx: a Kubernetes operator for replicated stateful stores (see README.md and design notes)."""

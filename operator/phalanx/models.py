@@ -1,0 +1,705 @@
+"""The ReplicatedStore API: spec and status as pydantic models.
+
+This module is the single source of the API. `phalanx.crd` turns these models into the CRD's OpenAPI
+schema (each field's docstring becomes its `kubectl explain` text, so they are written for users), and
+`phalanx.validation` parses stored objects with them and adds the cross-field checks that a schema
+cannot express. Everything downstream (observe, plan, build, act) reads these typed values instead of
+digging in raw dicts.
+
+The models check each field on its own: type, enum, bounds, pattern, required. They are at least as
+strict as the generated OpenAPI schema, so what they accept the API server accepts. Rules that relate
+fields to each other live in `phalanx.validation`; a few of them are also declared here as CEL
+(`x-kubernetes-validations`) so that clusters which run CEL reject them at `kubectl apply`.
+
+Python attributes are snake_case; the wire (aliases) is camelCase. Models are frozen: the planner
+derives new values (`model_copy(update=...)`) instead of mutating shared ones.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Final
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    StrictBool,
+    StringConstraints,
+)
+from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
+
+from phalanx.units import Duration, Quantity
+
+__all__ = [
+    "DATA_VOLUME",
+    "GROUP",
+    "KIND",
+    "PLURAL",
+    "RESERVED_ENV_PREFIX",
+    "RESERVED_LABEL_PREFIX",
+    "VERSION",
+    "Condition",
+    "ConditionStatus",
+    "ConditionType",
+    "DeletionPolicy",
+    "DisruptionBudgetSpec",
+    "Duration",
+    "HealthGateSpec",
+    "MemberState",
+    "MemberStatus",
+    "PodTemplate",
+    "PodTemplateMetadata",
+    "Quantity",
+    "RecoveryRecord",
+    "RecoverySource",
+    "RecoverySpec",
+    "ReplicatedStoreSpec",
+    "ReplicatedStoreStatus",
+    "RolloutStatus",
+    "SnapshotSpec",
+    "SnapshotStatus",
+    "StorageSpec",
+    "StorePhase",
+    "UpdateSpec",
+    "UpdateStrategy",
+    "ZoneFailurePolicy",
+    "ZoneStatus",
+]
+
+GROUP: Final = "phalanx.dev"
+VERSION: Final = "v1alpha1"
+PLURAL: Final = "replicatedstores"
+SINGULAR: Final = "replicatedstore"
+KIND: Final = "ReplicatedStore"
+SHORT_NAME: Final = "rstore"
+CATEGORY: Final = "phalanx"
+
+RESERVED_LABEL_PREFIX: Final = "phalanx.dev/"
+"""Labels under this prefix (`phalanx.dev/store`, `phalanx.dev/member`, `phalanx.dev/zone`) are Phalanx's."""
+RESERVED_ENV_PREFIX: Final = "PHALANX_"
+"""Environment variables with this prefix (`PHALANX_STORE`, `PHALANX_PEERS`, ...) are set by Phalanx."""
+DATA_VOLUME: Final = "data"
+"""The pod volume through which each member's persistent volume reaches the containers."""
+ZONE_LABEL: Final = "topology.kubernetes.io/zone"
+
+MAX_NAME_LENGTH: Final = 52
+"""A store's name leaves room for `-<serial>` and Service suffixes within a 63-character DNS label."""
+NAME_PATTERN: Final = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+"""Store names are DNS-1035 labels, because Services are named after the store."""
+MAX_REPLICAS: Final = 1000
+MAX_ZONES: Final = 16
+
+_DNS_SUBDOMAIN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_LABEL_VALUE: Final = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+_CONDITION_TYPE: Final = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+)
+_CONDITION_REASON: Final = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+
+ResourceName = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=253, pattern=_DNS_SUBDOMAIN)]
+LabelValue = Annotated[str, StringConstraints(strict=True, max_length=63, pattern=_LABEL_VALUE)]
+ZoneName = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=63, pattern=_LABEL_VALUE)]
+Text = Annotated[str, StringConstraints(strict=True)]
+Count = Annotated[int, Field(strict=True, ge=0)]
+
+
+# --------------------------------------------------------------------------------------------------
+# Building blocks: CEL rules and bounds that the CRD and the operator both enforce.
+
+
+@dataclass(frozen=True)
+class CelRule:
+    """A rule for API servers that run CEL (`x-kubernetes-validations`); the operator checks it too.
+
+    The operator's own check lives in `phalanx.validation` (with a message that quotes the actual
+    values); the unit tests evaluate every CEL rule against the same specs to keep the two in step.
+    """
+
+    rule: str
+    message: str
+
+    def as_schema(self) -> dict[str, str]:
+        return {"rule": self.rule, "message": self.message}
+
+
+def cel(*rules: CelRule) -> dict[str, Any]:
+    """JSON-schema extras that attach CEL rules to a model's node in the CRD."""
+    return {"x-kubernetes-validations": [rule.as_schema() for rule in rules]}
+
+
+@dataclass(frozen=True)
+class AtLeast:
+    """A lower bound on a `Duration` field: checked by the model and, as CEL, by the API server."""
+
+    minimum: str
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        rule = CelRule(f"duration(self) >= duration('{self.minimum}')", f"must be at least {self.minimum}")
+        json_schema.update(cel(rule))
+        return json_schema
+
+    def _check(self, value: Duration) -> Duration:
+        if value < Duration.parse(self.minimum):
+            raise ValueError(f"{value} is too short: use at least {self.minimum}")
+        return value
+
+
+def _positive(quantity: Quantity) -> Quantity:
+    if quantity.bytes <= 0:
+        raise ValueError(f"{quantity} is no space at all: give a size such as 10Gi")
+    return quantity
+
+
+def _unique(items: list[str]) -> list[str]:
+    seen: set[str] = set()
+    for item in items:
+        if item in seen:
+            raise ValueError(f"{item!r} is listed twice: list each zone once")
+        seen.add(item)
+    return items
+
+
+class _Model(BaseModel):
+    """Common configuration: camelCase on the wire, unknown fields refused, values frozen."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        serialize_by_alias=True,
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=True,
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON-ready body as the API server stores it: camelCase, absent fields left out."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Enumerations. Values are the text users write; member names are Python's.
+
+
+class RecoverySource(enum.StrEnum):
+    """Where a replacement member's data comes from."""
+
+    SNAPSHOT = "Snapshot"
+    EMPTY = "Empty"
+
+
+class ZoneFailurePolicy(enum.StrEnum):
+    """What Phalanx does with the members of a zone that is lost."""
+
+    WAIT = "Wait"
+    REDISTRIBUTE = "Redistribute"
+
+
+class UpdateStrategy(enum.StrEnum):
+    """How a member picks up a new template."""
+
+    IN_PLACE = "InPlace"
+    REPLACE = "Replace"
+
+
+class DeletionPolicy(enum.StrEnum):
+    """What happens to the members' volumes when the store is deleted."""
+
+    RETAIN = "Retain"
+    SNAPSHOT = "Snapshot"
+    DELETE = "Delete"
+
+
+class StorePhase(enum.StrEnum):
+    """One word for the store's state; conditions carry the detail."""
+
+    PENDING = "Pending"
+    READY = "Ready"
+    DEGRADED = "Degraded"
+    RECOVERING = "Recovering"
+    UPDATING = "Updating"
+    PAUSED = "Paused"
+    INVALID = "Invalid"
+    DELETING = "Deleting"
+
+
+class MemberState(enum.StrEnum):
+    """Where a member is in its life."""
+
+    PENDING = "Pending"
+    RESTORING = "Restoring"
+    STARTING = "Starting"
+    READY = "Ready"
+    UNAVAILABLE = "Unavailable"
+    LOST = "Lost"
+    RETIRING = "Retiring"
+
+
+class ConditionStatus(enum.StrEnum):
+    """The status of a condition, as in every Kubernetes API."""
+
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class ConditionType(enum.StrEnum):
+    """The condition types Phalanx reports (kstatus: Ready, Reconciling, Stalled; the rest its own)."""
+
+    READY = "Ready"
+    RECONCILING = "Reconciling"
+    STALLED = "Stalled"
+    DEGRADED = "Degraded"
+    ZONES_BALANCED = "ZonesBalanced"
+    SNAPSHOTS_FRESH = "SnapshotsFresh"
+
+
+# --------------------------------------------------------------------------------------------------
+# Spec
+
+
+class PodTemplateMetadata(_Model):
+    """Labels and annotations for every member's pod."""
+
+    labels: dict[str, LabelValue] = Field(default_factory=dict)
+    """Labels added to every member's pod. Keys under `phalanx.dev/` are Phalanx's own and are refused."""
+
+    annotations: dict[str, Text] = Field(default_factory=dict)
+    """Annotations added to every member's pod."""
+
+
+class PodTemplate(_Model):
+    """The pod template of every member, as in a StatefulSet or a Deployment."""
+
+    metadata: PodTemplateMetadata = Field(default_factory=PodTemplateMetadata)
+    """Labels and annotations for the members' pods."""
+
+    spec: dict[str, Any]
+    """A Kubernetes PodSpec: containers, init containers, volumes, probes, resources, tolerations,
+    affinity and so on, exactly as in a Deployment's pod template. Phalanx adds to it: the volume
+    `data` (the member's persistent volume: mount it in your containers), the environment variables
+    PHALANX_STORE, PHALANX_MEMBER, PHALANX_ZONE, PHALANX_PEERS and PHALANX_SEEDED_FROM, the labels
+    `phalanx.dev/*`, and a node affinity that pins the pod to its member's zone. Do not set these
+    yourself, nor `nodeName`."""
+
+
+class StorageSpec(_Model):
+    """The persistent volume of each member."""
+
+    size: Annotated[Quantity, AfterValidator(_positive)]
+    """Size of each member's volume, as a Kubernetes quantity (for example 10Gi or 500M). The volume
+    reaches the pod as the volume named `data`; mount it with a volumeMount of that name."""
+
+    storage_class_name: ResourceName | None = None
+    """StorageClass of the members' volumes. Omit it to use the cluster's default StorageClass. The
+    class should bind volumes where the pod is scheduled (volumeBindingMode WaitForFirstConsumer), so
+    that a volume is made in its member's zone."""
+
+
+class SnapshotSpec(_Model):
+    """Regular CSI VolumeSnapshots of healthy members. They seed replacement members, so that a new
+    member only catches up the changes since the snapshot instead of copying everything from peers."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            CelRule(
+                "!has(self.maxAge) || duration(self.maxAge) >= duration(self.interval)",
+                "maxAge must be at least interval: a snapshot has to stay usable until the next one is taken",
+            )
+        )
+    )
+
+    volume_snapshot_class_name: ResourceName | None = None
+    """VolumeSnapshotClass to take snapshots with. Omit it to use the cluster's default class for the
+    volumes' CSI driver."""
+
+    interval: Annotated[Duration, AtLeast("5s")] = Duration.parse("1h")
+    """How often a snapshot is taken, as a duration (for example 30m or 1h). Each snapshot is taken of
+    one ready member, round-robin over the zones."""
+
+    keep: Annotated[int, Field(strict=True, ge=1, le=100)] = 6
+    """How many ready snapshots to keep; older ones are deleted."""
+
+    max_age: Annotated[Duration, AtLeast("5s")] | None = None
+    """Snapshots older than this are deleted and never used to seed a member (an old snapshot would
+    leave too much to catch up). Must be at least `interval`. Default: interval times keep."""
+
+    def effective_max_age(self) -> Duration:
+        """`maxAge`, or interval times keep when it is not set."""
+        return self.max_age if self.max_age is not None else Duration.of(self.interval * self.keep)
+
+
+class RecoverySpec(_Model):
+    """How Phalanx replaces lost members."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            CelRule(
+                "duration(self.zoneFailureGrace) >= duration(self.memberFailureGrace)",
+                "zoneFailureGrace must be at least memberFailureGrace: a zone is judged lost only after its members",
+            )
+        )
+    )
+
+    source: RecoverySource = RecoverySource.SNAPSHOT
+    """Where a replacement member's data comes from. `Snapshot`: restore its volume from the freshest
+    ready snapshot younger than snapshots.maxAge, so it only catches up the changes since; when there is
+    no such snapshot (or no snapshots are configured), fall back to an empty volume. `Empty`: always
+    start from an empty volume and copy everything from peers."""
+
+    member_failure_grace: Annotated[Duration, AtLeast("1s")] = Duration.parse("30s")
+    """How long a member may be unavailable (its pod not ready, its node unreachable) before Phalanx
+    replaces it. A lost volume or a deleted node is acted on at once."""
+
+    zone_failure: ZoneFailurePolicy = ZoneFailurePolicy.WAIT
+    """What to do when every member of a zone is unavailable. `Wait`: keep the zone's members and wait
+    for the zone to return. `Redistribute`: after zoneFailureGrace, rebuild the zone's members in the
+    surviving zones, and move them back once the zone has returned."""
+
+    zone_failure_grace: Annotated[Duration, AtLeast("1s")] = Duration.parse("5m")
+    """How long every member of a zone may be unavailable before the zone counts as lost. Must be at
+    least memberFailureGrace."""
+
+
+class HealthGateSpec(_Model):
+    """When a replaced member counts as healthy, so that a rollout may go on."""
+
+    min_ready_seconds: Annotated[int, Field(strict=True, ge=0, le=3600)] = 10
+    """Seconds a new member must have been ready before it is checked."""
+
+    consecutive_checks: Annotated[int, Field(strict=True, ge=1, le=100)] = 3
+    """How many health checks in a row must pass; one failure starts the count again."""
+
+
+class UpdateSpec(_Model):
+    """How members pick up a changed template: zone by zone, canary first, gated on health."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            CelRule(
+                "duration(self.progressDeadline) > duration(string(self.healthGate.minReadySeconds) + 's')",
+                "progressDeadline must be longer than healthGate.minReadySeconds",
+            )
+        )
+    )
+
+    strategy: UpdateStrategy = UpdateStrategy.IN_PLACE
+    """`InPlace`: replace the member's pod, keeping its volume. `Replace`: create a new member seeded
+    from a fresh snapshot, then retire the old member once the new one is healthy."""
+
+    max_unavailable_per_zone: Annotated[int, Field(strict=True, ge=1, le=MAX_REPLICAS)] = 1
+    """At most this many members of one zone are updated at a time, and only one zone at a time. A
+    rollout never takes away the majority of ready members."""
+
+    canary: Annotated[int, Field(strict=True, ge=0, le=MAX_REPLICAS)] = 1
+    """How many members are updated first, alone, and must pass the health gate before the rest
+    follow. 0 updates without a canary. Must not exceed replicas."""
+
+    health_gate: HealthGateSpec = Field(default_factory=HealthGateSpec)
+    """When an updated member counts as healthy."""
+
+    progress_deadline: Annotated[Duration, AtLeast("10s")] = Duration.parse("10m")
+    """How long one step of a rollout may wait for its member to pass the health gate. Past it, the
+    rollout stops and the store is marked Stalled until the template is changed or the member heals."""
+
+    paused: StrictBool = False
+    """Pause rollouts: no member is updated until this is false again. Recovery and snapshots go on."""
+
+
+class DisruptionBudgetSpec(_Model):
+    """The PodDisruptionBudget that protects the store from voluntary evictions, such as node drains."""
+
+    max_unavailable: Annotated[int, Field(strict=True, ge=0, le=MAX_REPLICAS)] = 1
+    """At most this many members may be evicted at once; 0 blocks evictions. It must leave a majority
+    of members ready: at most (replicas - 1) / 2, rounded down; 1 is always allowed."""
+
+
+class ReplicatedStoreSpec(_Model):
+    """The desired state of a replicated store: its members, where they run, and how Phalanx keeps
+    their data safe."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            CelRule(
+                "self.updates.canary <= self.replicas",
+                "updates.canary must not exceed replicas",
+            ),
+            CelRule(
+                "self.disruptionBudget.maxUnavailable <= 1 || "
+                "self.disruptionBudget.maxUnavailable <= (self.replicas - 1) / 2",
+                "disruptionBudget.maxUnavailable must leave a majority of members: at most (replicas - 1) / 2",
+            ),
+            CelRule(
+                "self.recovery.zoneFailure != 'Redistribute' || !has(self.zones) || size(self.zones) >= 2",
+                "recovery.zoneFailure Redistribute needs at least two zones",
+            ),
+            CelRule(
+                "self.deletionPolicy != 'Snapshot' || has(self.snapshots)",
+                "deletionPolicy Snapshot needs spec.snapshots to take the final snapshot with",
+            ),
+        )
+    )
+
+    replicas: Annotated[int, Field(strict=True, ge=1, le=MAX_REPLICAS)] = 3
+    """Number of members. They are spread evenly over the zones: zone sizes differ by at most one."""
+
+    zones: (
+        Annotated[
+            list[ZoneName],
+            Field(min_length=1, max_length=MAX_ZONES, json_schema_extra={"x-kubernetes-list-type": "set"}),
+            AfterValidator(_unique),
+        ]
+        | None
+    ) = None
+    """Zones to spread the members over: values of the nodes' topology.kubernetes.io/zone label. Omit
+    it to use every zone that has schedulable nodes. A member's zone is part of its identity: its
+    volume stays there."""
+
+    template: PodTemplate
+    """Pod template of every member."""
+
+    storage: StorageSpec
+    """Each member's persistent volume."""
+
+    snapshots: SnapshotSpec | None = None
+    """Snapshot policy. Omit it to take no snapshots: replacement members then start empty and copy
+    everything from their peers. `snapshots: {}` takes hourly snapshots with the default class."""
+
+    recovery: RecoverySpec = Field(default_factory=RecoverySpec)
+    """How lost members are replaced."""
+
+    updates: UpdateSpec = Field(default_factory=UpdateSpec)
+    """How members pick up a changed template."""
+
+    disruption_budget: DisruptionBudgetSpec = Field(default_factory=DisruptionBudgetSpec)
+    """Protection against voluntary evictions (node drains)."""
+
+    deletion_policy: DeletionPolicy = DeletionPolicy.RETAIN
+    """What happens to the members' volumes when the store is deleted. `Retain`: keep them (delete
+    them yourself). `Snapshot`: take a final snapshot of a ready member, then delete the volumes.
+    `Delete`: delete the volumes. Data is never deleted unless this says so."""
+
+    paused: StrictBool = False
+    """Stop every action on the store: no member is created, replaced, updated or deleted, and no
+    snapshot is taken. Status is still reported. For maintenance by hand."""
+
+
+STORE_DESCRIPTION: Final = (
+    "A replicated stateful store run by Phalanx: members spread evenly over zones, each with its own "
+    "persistent volume, snapshotted regularly; lost members are replaced from the freshest snapshot, "
+    "and template changes roll out zone by zone, canary first, gated on health."
+)
+"""The resource's own description (the top of `kubectl explain replicatedstore`)."""
+
+NAME_RULES: Final = (
+    CelRule(
+        f"size(self.metadata.name) <= {MAX_NAME_LENGTH}",
+        f"metadata.name must be at most {MAX_NAME_LENGTH} characters: member and Service names are built from it",
+    ),
+    CelRule(
+        f"self.metadata.name.matches('{NAME_PATTERN}')",
+        "metadata.name must start with a letter and hold only lowercase letters, digits and '-' "
+        "(Services are named after the store)",
+    ),
+)
+"""Rules on the store's name, which a spec schema cannot see; `phalanx.validation` checks them too."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Status
+
+
+class Condition(_Model):
+    """One aspect of the store's state, in the format of every Kubernetes API (metav1.Condition)."""
+
+    type: Annotated[str, StringConstraints(strict=True, max_length=316, pattern=_CONDITION_TYPE)]
+    """Ready, Reconciling, Stalled, Degraded, ZonesBalanced or SnapshotsFresh."""
+
+    status: ConditionStatus
+    """True, False or Unknown."""
+
+    reason: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=1024, pattern=_CONDITION_REASON)]
+    """Why the condition has its status, in one CamelCase word."""
+
+    message: Annotated[str, StringConstraints(strict=True, max_length=32768)]
+    """What is going on, for people."""
+
+    last_transition_time: datetime
+    """When the status last changed."""
+
+    observed_generation: Count | None = None
+    """The store's generation that the condition was computed from."""
+
+
+class ZoneStatus(_Model):
+    """Members of one zone."""
+
+    name: Text
+    """The zone."""
+
+    members: Count
+    """Members placed in the zone."""
+
+    ready: Count
+    """Members of the zone that are ready."""
+
+
+class MemberStatus(_Model):
+    """One member of the store: a pod and its volume, pinned to a zone."""
+
+    name: Text
+    """The member's name, `<store>-<serial>`; a serial is never reused."""
+
+    zone: Text
+    """The member's zone."""
+
+    state: MemberState
+    """Pending, Restoring (volume being restored from a snapshot), Starting, Ready, Unavailable (within
+    recovery.memberFailureGrace), Lost (being replaced) or Retiring (replaced, being removed)."""
+
+    node: Text | None = None
+    """The node the member's pod runs on."""
+
+    volume: Text | None = None
+    """The member's PersistentVolumeClaim."""
+
+    revision: Text | None = None
+    """The template revision of the member's pod."""
+
+    seeded_from: Text | None = None
+    """The VolumeSnapshot the member's volume was restored from; absent when it started empty."""
+
+    since: datetime | None = None
+    """When the member entered its state."""
+
+
+class SnapshotStatus(_Model):
+    """The store's snapshots."""
+
+    latest: Text | None = None
+    """The newest ready VolumeSnapshot."""
+
+    latest_time: datetime | None = None
+    """When the newest ready snapshot was taken."""
+
+    count: Count = 0
+    """Ready snapshots kept."""
+
+
+class RecoveryRecord(_Model):
+    """What happened in the last recovery: what was lost, why, where the data came from, how long."""
+
+    member: Text
+    """The member that was lost."""
+
+    reason: Text
+    """Why it was replaced (for example PodUnavailable, NodeLost, VolumeLost, ZoneLost)."""
+
+    source: RecoverySource
+    """Where the replacement's data came from: Snapshot or Empty."""
+
+    started_at: datetime
+    """When the replacement was started."""
+
+    replacement: Text | None = None
+    """The member that replaced it."""
+
+    snapshot: Text | None = None
+    """The VolumeSnapshot the replacement was restored from."""
+
+    ready_at: datetime | None = None
+    """When the replacement became ready."""
+
+    seconds: Annotated[float, Field(ge=0)] | None = None
+    """Recovery time: seconds from the start of the replacement until it was ready."""
+
+
+class RolloutStatus(_Model):
+    """Progress of the rollout in flight."""
+
+    zone: Text | None = None
+    """The zone being updated."""
+
+    replaced: Count = 0
+    """Members already on the new revision."""
+
+    total: Count = 0
+    """Members to update in all."""
+
+
+class ReplicatedStoreStatus(_Model):
+    """The observed state of the store, written by Phalanx only."""
+
+    observed_generation: Count | None = None
+    """The generation of the spec that this status describes."""
+
+    conditions: Annotated[
+        list[Condition],
+        Field(
+            json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+        ),
+    ] = Field(default_factory=list)
+    """Ready, Reconciling and Stalled (kstatus, for `kubectl wait` and GitOps tools), and Degraded,
+    ZonesBalanced and SnapshotsFresh."""
+
+    phase: StorePhase | None = None
+    """Pending, Ready, Degraded, Recovering, Updating, Paused, Invalid or Deleting."""
+
+    replicas: Count = 0
+    """Members that exist."""
+
+    ready_replicas: Count = 0
+    """Members that are ready."""
+
+    updated_replicas: Count = 0
+    """Members on the update revision."""
+
+    ready_display: Text | None = None
+    """Ready members over desired members (for example 5/6), for `kubectl get`."""
+
+    zones_display: Text | None = None
+    """Zones whose members are all ready, over the store's zones (for example 3/3), for `kubectl get`."""
+
+    current_revision: Text | None = None
+    """The template revision that all members ran before the rollout in flight."""
+
+    update_revision: Text | None = None
+    """The template revision of the current spec."""
+
+    zones: Annotated[
+        list[ZoneStatus],
+        Field(json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}),
+    ] = Field(default_factory=list)
+    """Members and ready members per zone."""
+
+    members: Annotated[
+        list[MemberStatus],
+        Field(json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}),
+    ] = Field(default_factory=list)
+    """Every member."""
+
+    snapshots: SnapshotStatus | None = None
+    """The store's snapshots."""
+
+    last_recovery: RecoveryRecord | None = None
+    """The most recent replacement of a lost member."""
+
+    rollout: RolloutStatus | None = None
+    """The rollout in flight; absent when none is."""
+
+    kopf: dict[str, Any] | None = None
+    """Bookkeeping of the Kopf framework that runs Phalanx; not for users."""
