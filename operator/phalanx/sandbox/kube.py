@@ -1,0 +1,314 @@
+"""A minimal raw-JSON access layer over the official client, for the sandbox's simulator and tools.
+
+The simulator plays kubelets, a CSI driver and the snapshot controller for any kind of object, core or
+custom; plain dicts and one generic code path serve it better than the client's generated models. The
+official client still does the transport: TLS, authentication and connection pooling.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import kubernetes.client
+import kubernetes.config
+import urllib3
+
+Obj = dict[str, Any]
+log = logging.getLogger("phalanx.sandbox.kube")
+
+
+class ApiError(Exception):
+    """A non-2xx answer of the API server, with its status code and reason."""
+
+    def __init__(self, status: int, body: str) -> None:
+        self.status = status
+        self.body = body
+        try:
+            parsed = json.loads(body)
+            self.reason = str(parsed.get("reason", ""))
+            self.message = str(parsed.get("message", body))
+        except ValueError:
+            self.reason, self.message = "", body
+        super().__init__(f"{status} {self.reason}: {self.message}")
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Where a kind lives in the REST tree."""
+
+    group: str
+    version: str
+    plural: str
+    namespaced: bool = True
+
+    def path(self, namespace: str | None = None, name: str | None = None, sub: str | None = None) -> str:
+        base = f"/api/{self.version}" if not self.group else f"/apis/{self.group}/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        if name:
+            base += f"/{name}"
+        if sub:
+            base += f"/{sub}"
+        return base
+
+
+NODES = Resource("", "v1", "nodes", namespaced=False)
+PODS = Resource("", "v1", "pods")
+PVCS = Resource("", "v1", "persistentvolumeclaims")
+PVS = Resource("", "v1", "persistentvolumes", namespaced=False)
+EVENTS = Resource("", "v1", "events")
+NAMESPACES = Resource("", "v1", "namespaces", namespaced=False)
+LEASES = Resource("coordination.k8s.io", "v1", "leases")
+STORAGECLASSES = Resource("storage.k8s.io", "v1", "storageclasses", namespaced=False)
+CSIDRIVERS = Resource("storage.k8s.io", "v1", "csidrivers", namespaced=False)
+CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", namespaced=False)
+SNAPSHOTS = Resource("snapshot.storage.k8s.io", "v1", "volumesnapshots")
+SNAPSHOT_CONTENTS = Resource("snapshot.storage.k8s.io", "v1", "volumesnapshotcontents", namespaced=False)
+SNAPSHOT_CLASSES = Resource("snapshot.storage.k8s.io", "v1", "volumesnapshotclasses", namespaced=False)
+
+
+def load_api_client(kubeconfig: str) -> kubernetes.client.ApiClient:
+    """An ApiClient for exactly this kubeconfig: never whatever $KUBECONFIG points at."""
+    configuration = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=kubeconfig, client_configuration=configuration
+    )
+    configuration.connection_pool_maxsize = 32
+    return kubernetes.client.ApiClient(configuration)
+
+
+class Kube:
+    """get/list/create/patch/delete/watch on dicts, for any Resource."""
+
+    def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
+        self.api_client = api_client
+
+    @classmethod
+    def from_kubeconfig(cls, kubeconfig: str) -> Kube:
+        return cls(load_api_client(kubeconfig))
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: float | urllib3.Timeout | None = 30,
+        stream: bool = False,
+    ) -> Any:
+        url = self.api_client.configuration.host + path
+        if query:
+            url += "?" + urlencode(query)
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        for setting in self.api_client.configuration.auth_settings().values():
+            if setting.get("in") == "header" and setting.get("value"):
+                headers[setting["key"]] = setting["value"]
+        data = json.dumps(body) if body is not None else None
+        response = self.api_client.rest_client.pool_manager.request(
+            method, url, body=data, headers=headers, preload_content=not stream, timeout=timeout
+        )
+        if response.status >= 300:
+            text = response.data.decode(errors="replace") if not stream else response.read().decode()
+            raise ApiError(response.status, text)
+        if stream:
+            return response
+        return json.loads(response.data) if response.data else None
+
+    def get(self, res: Resource, name: str, namespace: str | None = None) -> Obj:
+        result: Obj = self.request("GET", res.path(namespace, name))
+        return result
+
+    def find(self, res: Resource, name: str, namespace: str | None = None) -> Obj | None:
+        try:
+            return self.get(res, name, namespace)
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def listing(self, res: Resource, namespace: str | None = None, selector: str | None = None) -> Obj:
+        query = {"labelSelector": selector} if selector else None
+        result: Obj = self.request("GET", res.path(namespace), query=query)
+        return result
+
+    def items(self, res: Resource, namespace: str | None = None, selector: str | None = None) -> list[Obj]:
+        items: list[Obj] = self.listing(res, namespace, selector).get("items", [])
+        return items
+
+    def create(self, res: Resource, body: Obj, namespace: str | None = None) -> Obj:
+        ns = namespace or body.get("metadata", {}).get("namespace")
+        result: Obj = self.request("POST", res.path(ns), body=body)
+        return result
+
+    def ensure(self, res: Resource, body: Obj, namespace: str | None = None) -> Obj | None:
+        """Create unless it already exists (idempotent setup)."""
+        try:
+            return self.create(res, body, namespace)
+        except ApiError as error:
+            if error.status == 409:
+                return None
+            raise
+
+    def patch(
+        self,
+        res: Resource,
+        name: str,
+        patch: Any,
+        namespace: str | None = None,
+        *,
+        sub: str | None = None,
+        kind: str = "merge",
+    ) -> Obj:
+        content_type = {
+            "merge": "application/merge-patch+json",
+            "strategic": "application/strategic-merge-patch+json",
+            "json": "application/json-patch+json",
+        }[kind]
+        result: Obj = self.request("PATCH", res.path(namespace, name, sub), body=patch, content_type=content_type)
+        return result
+
+    def replace(self, res: Resource, body: Obj, *, sub: str | None = None) -> Obj:
+        meta = body["metadata"]
+        result: Obj = self.request("PUT", res.path(meta.get("namespace"), meta["name"], sub), body=body)
+        return result
+
+    def delete(
+        self,
+        res: Resource,
+        name: str,
+        namespace: str | None = None,
+        *,
+        uid: str | None = None,
+        grace_seconds: int | None = None,
+        propagation: str | None = None,
+    ) -> bool:
+        """Delete; False when it was already gone. A uid precondition never deletes a successor."""
+        options: Obj = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        if uid:
+            options["preconditions"] = {"uid": uid}
+        if grace_seconds is not None:
+            options["gracePeriodSeconds"] = grace_seconds
+        if propagation:
+            options["propagationPolicy"] = propagation
+        try:
+            self.request("DELETE", res.path(namespace, name), body=options)
+        except ApiError as error:
+            if error.status in (404, 409):
+                return False
+            raise
+        return True
+
+    def watch(self, res: Resource, resource_version: str, timeout_seconds: int = 60) -> Iterator[tuple[str, Obj]]:
+        """Events after resource_version until the server closes the stream."""
+        query = {
+            "watch": "1",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout_seconds),
+        }
+        response = self.request(
+            "GET", res.path(), query=query, timeout=urllib3.Timeout(connect=5, read=timeout_seconds + 10), stream=True
+        )
+        try:
+            buffer = b""
+            for chunk in response.stream(None, decode_content=False):
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    if line.strip():
+                        event = json.loads(line)
+                        yield event["type"], event["object"]
+        finally:
+            response.release_conn()
+
+
+def key_of(obj: Obj) -> str:
+    meta = obj["metadata"]
+    return f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else str(meta["name"])
+
+
+class Informer:
+    """List, then watch, one resource; keep a cache of dicts; call back with each changed key.
+
+    Level-triggered: the callback gets a key, never the event, and reads the cache. A watch that
+    expires (410 Gone) or breaks is followed by a fresh list, which also reports every key again.
+    """
+
+    def __init__(self, kube: Kube, res: Resource, on_change: Callable[[str, str], None], name: str = "") -> None:
+        self.kube = kube
+        self.res = res
+        self.on_change = on_change
+        self.name = name or res.plural
+        self.cache: dict[str, Obj] = {}
+        self.lock = threading.Lock()
+        self.synced = threading.Event()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"informer-{self.name}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def get(self, key: str) -> Obj | None:
+        with self.lock:
+            return self.cache.get(key)
+
+    def values(self) -> list[Obj]:
+        with self.lock:
+            return list(self.cache.values())
+
+    def _relist(self) -> str:
+        listing = self.kube.listing(self.res)
+        fresh = {key_of(item): item for item in listing.get("items", [])}
+        with self.lock:
+            gone = set(self.cache) - set(fresh)
+            self.cache = fresh
+        for key in [*fresh, *gone]:
+            self.on_change(self.name, key)
+        self.synced.set()
+        return str(listing["metadata"]["resourceVersion"])
+
+    def _run(self) -> None:
+        version = ""
+        while not self.stopping.is_set():
+            try:
+                if not version:
+                    version = self._relist()
+                for kind, obj in self.kube.watch(self.res, version):
+                    if kind == "ERROR":
+                        version = ""
+                        break
+                    version = obj["metadata"]["resourceVersion"]
+                    if kind == "BOOKMARK":
+                        continue
+                    key = key_of(obj)
+                    with self.lock:
+                        if kind == "DELETED":
+                            self.cache.pop(key, None)
+                        else:
+                            self.cache[key] = obj
+                    self.on_change(self.name, key)
+                    if self.stopping.is_set():
+                        return
+            except ApiError as error:
+                if error.status == 410:
+                    version = ""
+                else:
+                    time.sleep(0.5)
+            except Exception:  # a broken stream: the next loop relists or resumes
+                if self.stopping.is_set():
+                    return
+                log.warning("watch of %s broke; resuming", self.name, exc_info=True)
+                time.sleep(0.5)

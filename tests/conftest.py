@@ -1,0 +1,124 @@
+"""Fixtures: one real control plane per test session, a fresh namespace per test, the simulator handle.
+
+Tests that take the ``cluster`` fixture (directly or through ``namespace``/``sim``) get the session's
+sandbox, started on first use; unit tests never start it. When a cluster test fails, the report names
+the directory holding every component's log.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import kubernetes.client
+import pytest
+
+from phalanx.sandbox import Sandbox, SimulatorHandle, wait_for
+from phalanx.sandbox import kube as k
+from phalanx.sandbox.kube import Kube, load_api_client
+
+REPO = Path(__file__).resolve().parent.parent
+TOOLS = REPO / ".tools" / "bin"
+
+
+def tool(name: str) -> str:
+    """A binary fetched by hack/fetch-tools.sh (helm3, helm4, kubectl)."""
+    path = TOOLS / name
+    if not path.exists():
+        pytest.fail(f"{path} missing: run `make tools`")
+    return str(path)
+
+
+@dataclass
+class Cluster:
+    """The session's sandbox as the tests see it."""
+
+    sandbox: Sandbox
+
+    @property
+    def kubeconfig(self) -> str:
+        return str(self.sandbox.kubeconfig)
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.sandbox.logs_dir
+
+    def api_client(self) -> kubernetes.client.ApiClient:
+        return load_api_client(self.kubeconfig)
+
+    def kube(self) -> Kube:
+        return Kube.from_kubeconfig(self.kubeconfig)
+
+    def run(
+        self, argv: list[str], *, check: bool = True, input: str | None = None, kubeconfig: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "KUBECONFIG": kubeconfig or self.kubeconfig}
+        result = subprocess.run(argv, capture_output=True, text=True, input=input, env=env, timeout=120)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None, kubeconfig: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return self.run([tool("kubectl"), *args], check=check, input=input, kubeconfig=kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    sandbox = Sandbox(workdir=tmp_path_factory.mktemp("cluster"), say=lambda line: print(line))
+    sandbox.start()
+    pytest.phalanx_logs = str(sandbox.logs_dir)  # type: ignore[attr-defined]
+    try:
+        yield Cluster(sandbox)
+    finally:
+        sandbox.stop()
+
+
+@pytest.fixture
+def kube(cluster: Cluster) -> Kube:
+    return cluster.kube()
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, kube: Kube) -> Iterator[str]:
+    """A fresh namespace, usable at once (its default ServiceAccount and token exist)."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    kube.create(k.NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    # On v1.20 the ServiceAccount admission refuses pods until the account's token secret exists.
+    accounts = k.Resource("", "v1", "serviceaccounts")
+    wait_for(lambda: (kube.find(accounts, "default", name) or {}).get("secrets"), f"{name}/default SA token")
+    yield name
+    kube.delete(k.NAMESPACES, name)
+
+
+@pytest.fixture
+def sim(kube: Kube) -> Iterator[SimulatorHandle]:
+    """Fault injection; every node and zone stopped by a test is started again afterwards."""
+    handle = SimulatorHandle(kube)
+    yield handle
+    restarted = [
+        node["metadata"]["name"]
+        for node in handle.nodes()
+        if (node["metadata"].get("annotations") or {}).get("sim.phalanx.dev/stopped")
+    ]
+    for name in restarted:
+        handle.start_node(name)
+
+    def healthy() -> bool:
+        return all(handle.node_ready(n) and not handle.kube.get(k.NODES, n)["spec"].get("taints") for n in restarted)
+
+    wait_for(healthy, f"restarted nodes {restarted} to be Ready and untainted", timeout=60)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    logs = getattr(pytest, "phalanx_logs", None)
+    if report.failed and logs and "cluster" in getattr(item, "fixturenames", ()):
+        report.sections.append(("control plane logs", f"component logs: {logs}"))
