@@ -1,0 +1,91 @@
+"""The names Phalanx gives and reads: labels, annotations, child object names, member environment.
+
+Every other module takes its names from here, so that what ``build`` writes is exactly what
+``observe`` reads back. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from phalanx.models import RESERVED_LABEL_PREFIX
+
+PREFIX: Final = RESERVED_LABEL_PREFIX  # "phalanx.dev/"
+
+STORE_LABEL: Final = PREFIX + "store"
+"""On every child: the store's name. Kopf indexes select children by it."""
+MEMBER_LABEL: Final = PREFIX + "member"
+"""On a member's Pod and PVC: the member's name (``<store>-<serial>``)."""
+ZONE_LABEL: Final = PREFIX + "zone"
+"""On a member's Pod and PVC: the member's zone, part of its identity."""
+REVISION_LABEL: Final = PREFIX + "revision"
+"""On a member's Pod: the template revision it was built from."""
+RETIRED_LABEL: Final = PREFIX + "retired"
+"""On a PVC kept after its member was retired (scale down, replacement): never adopted again."""
+SEEDED_FROM_ANNOTATION: Final = PREFIX + "seeded-from"
+"""On a member's PVC: the VolumeSnapshot it was restored from, or empty."""
+RETAINED_ANNOTATION: Final = PREFIX + "retained-at"
+"""On a PVC kept when its store was deleted with deletionPolicy Retain: when. A store re-created
+under the same name adopts these volumes."""
+
+FINALIZER: Final = PREFIX + "finalizer"
+"""Holds a store until its deletion policy has been applied to its volumes."""
+FIELD_MANAGER: Final = "phalanx"
+
+NODE_ZONE_LABEL: Final = "topology.kubernetes.io/zone"
+DATA_VOLUME: Final = "data"
+"""The name of the pod volume that holds the member's PVC; containers mount it by this name."""
+
+ENV_STORE: Final = "PHALANX_STORE"
+ENV_MEMBER: Final = "PHALANX_MEMBER"
+ENV_ZONE: Final = "PHALANX_ZONE"
+ENV_PEERS: Final = "PHALANX_PEERS"
+ENV_SEEDED_FROM: Final = "PHALANX_SEEDED_FROM"
+
+_MEMBER_RE: Final = re.compile(r"^(?P<store>.+)-(?P<serial>[0-9]+)$")
+
+
+def member_name(store: str, serial: int) -> str:
+    """``<store>-<serial>``: the member's Pod and PVC share it; serials are never reused."""
+    return f"{store}-{serial}"
+
+
+def serial_of(store: str, member: str) -> int | None:
+    """The serial in a member name of this store, or None for a name that is not one."""
+    match = _MEMBER_RE.match(member)
+    if match is None or match.group("store") != store:
+        return None
+    return int(match.group("serial"))
+
+
+def peers_service(store: str) -> str:
+    """The headless Service giving each member a stable DNS name: ``<member>.<store>-peers``."""
+    return f"{store}-peers"
+
+
+def client_service(store: str) -> str:
+    """The Service clients connect to (ready members only)."""
+    return store
+
+
+def disruption_budget(store: str) -> str:
+    return store
+
+
+def peer_address(store: str, member: str, namespace: str) -> str:
+    return f"{member}.{peers_service(store)}.{namespace}.svc"
+
+
+def store_selector(store: str) -> dict[str, str]:
+    return {STORE_LABEL: store}
+
+
+@dataclass(frozen=True, slots=True)
+class StoreRef:
+    """Which store: enough to name, label and own its children."""
+
+    name: str
+    namespace: str
+    uid: str
