@@ -18,8 +18,8 @@ import kubernetes.client
 import pytest
 
 from phalanx.sandbox import Sandbox, SimulatorHandle, wait_for
-from phalanx.sandbox import kube as k
-from phalanx.sandbox.kube import Kube, load_api_client
+from phalanx import kube as k
+from phalanx.kube import Kube, load_api_client
 
 REPO = Path(__file__).resolve().parent.parent
 TOOLS = REPO / ".tools" / "bin"

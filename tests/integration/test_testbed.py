@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from phalanx.sandbox import SimulatorHandle, wait_for
-from phalanx.sandbox import kube as k
-from phalanx.sandbox.kube import ApiError, Kube, Obj
+from phalanx import kube as k
+from phalanx.kube import ApiError, Kube, Obj
 from tests.conftest import Cluster, tool
 
 pytestmark = pytest.mark.cluster

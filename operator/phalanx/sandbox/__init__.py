@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from phalanx.sandbox import kube as k
+from phalanx import kube as k
 from phalanx.sandbox.controlplane import ControlPlane, ControlPlaneError, Process
 from phalanx.sandbox.faults import SimulatorHandle, wait_for
-from phalanx.sandbox.kube import Kube
+from phalanx.kube import Kube
 
 __all__ = ["ControlPlaneError", "Sandbox", "SimulatorHandle", "wait_for"]
 

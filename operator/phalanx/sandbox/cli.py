@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 from phalanx.sandbox import Sandbox, SimulatorHandle
-from phalanx.sandbox import kube as k
+from phalanx import kube as k
 from phalanx.sandbox.controlplane import ControlPlaneError
-from phalanx.sandbox.kube import Kube
+from phalanx.kube import Kube
 
 
 def default_dir() -> Path:

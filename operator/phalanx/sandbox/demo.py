@@ -13,7 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from phalanx.sandbox import Sandbox
-from phalanx.sandbox import kube as k
+from phalanx import kube as k
 
 
 def say(line: str) -> None:

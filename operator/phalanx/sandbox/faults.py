@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from phalanx.sandbox import kube as k
-from phalanx.sandbox.kube import Kube, Obj
+from phalanx import kube as k
+from phalanx.kube import Kube, Obj
 from phalanx.sandbox.names import (
     CRASH,
     DATA,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from phalanx.sandbox.kube import Obj
+from phalanx.kube import Obj
 
 PREFIX = "sim.phalanx.dev/"
 STOPPED = PREFIX + "stopped"  # on a Node: no heartbeats, no kubelet work

@@ -36,8 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from phalanx.sandbox import kube as k
-from phalanx.sandbox.kube import ApiError, Informer, Kube, Obj
+from phalanx import kube as k
+from phalanx.kube import ApiError, Informer, Kube, Obj
 from phalanx.sandbox.names import (
     CRASH,
     DATA,

@@ -1,18 +1,22 @@
-"""A minimal raw-JSON access layer over the official client, for the sandbox's simulator and tools.
+"""A small raw-JSON access layer over the official client: the operator's writer and the sandbox share it.
 
-The simulator plays kubelets, a CSI driver and the snapshot controller for any kind of object, core or
-custom; plain dicts and one generic code path serve it better than the client's generated models. The
-official client still does the transport: TLS, authentication and connection pooling.
+Phalanx writes a handful of kinds (pods, PVCs, Services, PodDisruptionBudgets in policy/v1 or v1beta1,
+VolumeSnapshots, its own status) and the sandbox plays kubelets and storage for any kind, core or
+custom. Plain dicts and one generic code path serve both better than the client's generated models,
+which also lack policy/v1beta1. The official client still does the transport: configuration, TLS,
+authentication and connection pooling.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -21,7 +25,7 @@ import kubernetes.config
 import urllib3
 
 Obj = dict[str, Any]
-log = logging.getLogger("phalanx.sandbox.kube")
+log = logging.getLogger("phalanx.kube")
 
 
 class ApiError(Exception):
@@ -73,6 +77,13 @@ CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", names
 SNAPSHOTS = Resource("snapshot.storage.k8s.io", "v1", "volumesnapshots")
 SNAPSHOT_CONTENTS = Resource("snapshot.storage.k8s.io", "v1", "volumesnapshotcontents", namespaced=False)
 SNAPSHOT_CLASSES = Resource("snapshot.storage.k8s.io", "v1", "volumesnapshotclasses", namespaced=False)
+SERVICES = Resource("", "v1", "services")
+PDB_V1 = Resource("policy", "v1", "poddisruptionbudgets")
+PDB_V1BETA1 = Resource("policy", "v1beta1", "poddisruptionbudgets")
+STORES = Resource("phalanx.dev", "v1alpha1", "replicatedstores")
+
+WriteObserver = Callable[[str, str, int], None]
+"""Called after every write with (verb, resource plural, HTTP status): the operator counts them."""
 
 
 def load_api_client(kubeconfig: str) -> kubernetes.client.ApiClient:
@@ -85,11 +96,29 @@ def load_api_client(kubeconfig: str) -> kubernetes.client.ApiClient:
     return kubernetes.client.ApiClient(configuration)
 
 
+def load_default_client() -> kubernetes.client.ApiClient:
+    """In a pod: the service account. Elsewhere: the kubeconfig that $KUBECONFIG names, read now.
+
+    Reading $KUBECONFIG at call time matters: the client captures it when it is imported.
+    """
+    configuration = kubernetes.client.Configuration()
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    else:
+        path = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=path, client_configuration=configuration
+        )
+    configuration.connection_pool_maxsize = 32
+    return kubernetes.client.ApiClient(configuration)
+
+
 class Kube:
     """get/list/create/patch/delete/watch on dicts, for any Resource."""
 
-    def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
+    def __init__(self, api_client: kubernetes.client.ApiClient, on_write: WriteObserver | None = None) -> None:
         self.api_client = api_client
+        self.on_write = on_write
 
     @classmethod
     def from_kubeconfig(cls, kubeconfig: str) -> Kube:
@@ -117,6 +146,8 @@ class Kube:
         response = self.api_client.rest_client.pool_manager.request(
             method, url, body=data, headers=headers, preload_content=not stream, timeout=timeout
         )
+        if self.on_write is not None and method != "GET":
+            self.on_write(method.lower(), _plural(path), int(response.status))
         if response.status >= 300:
             text = response.data.decode(errors="replace") if not stream else response.read().decode()
             raise ApiError(response.status, text)
@@ -230,6 +261,26 @@ class Kube:
                         yield event["type"], event["object"]
         finally:
             response.release_conn()
+
+
+def _plural(path: str) -> str:
+    """The resource of a REST path (``/api/v1/namespaces/x/pods/y/status`` -> ``pods/status``)."""
+    parts = [p for p in path.split("?")[0].split("/") if p]
+    core = parts[2:] if parts[0] == "api" else parts[3:]
+    if core[:1] == ["namespaces"] and len(core) > 2:
+        core = core[2:]
+    return "/".join([core[0], *core[2:3]]) if core else ""
+
+
+def served(kube: Kube, group_version: str) -> bool:
+    """Whether the API server serves a group version (``policy/v1`` is not served by v1.20)."""
+    try:
+        kube.request("GET", f"/apis/{group_version}")
+    except ApiError as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
 
 
 def key_of(obj: Obj) -> str:
