@@ -17,9 +17,9 @@ from pathlib import Path
 import kubernetes.client
 import pytest
 
-from phalanx.sandbox import Sandbox, SimulatorHandle, wait_for
 from phalanx import kube as k
 from phalanx.kube import Kube, load_api_client
+from phalanx.sandbox import Sandbox, SimulatorHandle, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 TOOLS = REPO / ".tools" / "bin"

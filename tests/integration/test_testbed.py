@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from phalanx.sandbox import SimulatorHandle, wait_for
 from phalanx import kube as k
 from phalanx.kube import ApiError, Kube, Obj
+from phalanx.sandbox import SimulatorHandle, wait_for
 from tests.conftest import Cluster, tool
 
 pytestmark = pytest.mark.cluster

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from phalanx import kube as k
+from phalanx.kube import Kube
 from phalanx.sandbox.controlplane import ControlPlane, ControlPlaneError, Process
 from phalanx.sandbox.faults import SimulatorHandle, wait_for
-from phalanx.kube import Kube
 
 __all__ = ["ControlPlaneError", "Sandbox", "SimulatorHandle", "wait_for"]
 

@@ -20,10 +20,10 @@ import threading
 import time
 from pathlib import Path
 
-from phalanx.sandbox import Sandbox, SimulatorHandle
 from phalanx import kube as k
-from phalanx.sandbox.controlplane import ControlPlaneError
 from phalanx.kube import Kube
+from phalanx.sandbox import Sandbox, SimulatorHandle
+from phalanx.sandbox.controlplane import ControlPlaneError
 
 
 def default_dir() -> Path:

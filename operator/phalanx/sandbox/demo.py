@@ -12,8 +12,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from phalanx.sandbox import Sandbox
 from phalanx import kube as k
+from phalanx.sandbox import Sandbox
 
 
 def say(line: str) -> None:
