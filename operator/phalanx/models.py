@@ -549,7 +549,7 @@ class ZoneStatus(_Model):
     """Members of one zone."""
 
     name: Text
-    """The zone."""
+    """The zone's name: a value of the nodes' topology.kubernetes.io/zone label."""
 
     members: Count
     """Members placed in the zone."""
@@ -673,6 +673,10 @@ class ReplicatedStoreStatus(_Model):
 
     zones_display: Text | None = None
     """Zones whose members are all ready, over the store's zones (for example 3/3), for `kubectl get`."""
+
+    last_serial: Count = 0
+    """The highest member serial used so far. Serials are never reused, so that a member's name always
+    means one pod and one volume: a new member gets the next one."""
 
     current_revision: Text | None = None
     """The template revision that all members ran before the rollout in flight."""
