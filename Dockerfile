@@ -1,0 +1,27 @@
+# The Phalanx operator image.
+#
+#   docker build -t phalanx:dev .
+#
+# The chart (charts/phalanx) runs it as the numeric non-root user below with a read-only root
+# filesystem; the operator serves Prometheus metrics on 8080 (PHALANX_METRICS_PORT) and Kopf's health
+# endpoint on 8081 (/healthz).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# A numeric user, so that the kubelet can verify runAsNonRoot without reading /etc/passwd.
+RUN groupadd --system --gid 10001 phalanx \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin phalanx
+
+# Only what the package build needs: the build context also holds .venv, .tools and test data.
+COPY pyproject.toml README.md /src/
+COPY operator /src/operator
+RUN pip install /src && rm -rf /src
+
+USER 10001:10001
+EXPOSE 8080 8081
+ENTRYPOINT ["python", "-m", "phalanx"]

@@ -1,0 +1,363 @@
+"""The Helm chart, checked without a cluster: it lints, renders valid manifests, and grants least privilege.
+
+`helm template` output is what users' clusters (1.27 and newer) and GitOps tools receive, so every
+rendered object is validated against the bundled OpenAPI schemas of several Kubernetes versions in
+strict mode, which catches misspelt or misplaced fields that the 1.20 test control plane would silently
+drop. The RBAC tests pin the exact permission set: a widened rule must be a deliberate change here.
+Needs the helm binaries from `make tools` (.tools/bin), nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tomllib
+from collections.abc import Iterable
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.conftest import REPO, tool
+
+CHART = REPO / "charts" / "phalanx"
+CRD_NAME = "replicatedstores.phalanx.dev.yaml"
+HELMS = ["helm3", "helm4"]
+RELEASE = "phalanx"
+RELEASE_NAMESPACE = "phalanx-system"
+# The oldest version users run, a middle one, and the newest whose schemas kubernetes-validate bundles.
+VERSIONS = ["1.27", "1.30", kubernetes_validate.latest_version()]
+# Value sets every template must render validly with: the defaults, and the namespaced/monitored mode.
+VALUE_SETS: dict[str, list[str]] = {
+    "default": [],
+    "namespaced-monitored": ["--set", "watchNamespaces={a,b}", "--set", "metrics.serviceMonitor.enabled=true"],
+}
+
+Obj = dict[str, Any]
+Permission = tuple[str, str, str]  # (apiGroup, resource, verb)
+
+
+def helm(name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a helm binary with no kubeconfig: rendering must never need a cluster."""
+    result = subprocess.run(
+        [tool(name), *args], capture_output=True, text=True, timeout=60, env={"HOME": "/nonexistent", "PATH": ""}
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def render(*values: str, helm_name: str = "helm3", include_crds: bool = False) -> list[Obj]:
+    """The chart's manifests as `helm install` would send them (release `phalanx` in `phalanx-system`)."""
+    args = ["template", RELEASE, str(CHART), "--namespace", RELEASE_NAMESPACE, *values]
+    if include_crds:
+        args.append("--include-crds")
+    return [doc for doc in yaml.safe_load_all(helm(helm_name, *args).stdout) if doc]
+
+
+def only(objs: Iterable[Obj], kind: str, namespace: str | None = None) -> Obj:
+    found = [o for o in objs if o["kind"] == kind and o["metadata"].get("namespace", None) == namespace]
+    assert len(found) == 1, f"expected one {kind} in {namespace}, got {len(found)}"
+    return found[0]
+
+
+def container(objs: list[Obj]) -> Obj:
+    containers = only(objs, "Deployment", RELEASE_NAMESPACE)["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return dict(containers[0])
+
+
+def env_of(objs: list[Obj]) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container(objs)["env"] if "value" in e}
+
+
+def permissions(role: Obj) -> set[Permission]:
+    """A role's rules flattened to (group, resource, verb): order and grouping of rules do not matter."""
+    return {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def grant(group: str, resources: Iterable[str], verbs: Iterable[str]) -> set[Permission]:
+    return {(group, r, v) for r in resources for v in verbs}
+
+
+READ = ("get", "list", "watch")
+# What the operator does in a store's namespace (design: act writes, observe watches, Kopf posts events).
+NAMESPACED = (
+    grant(
+        "phalanx.dev",
+        ["replicatedstores", "replicatedstores/status", "replicatedstores/finalizers"],
+        [*READ, "patch", "update"],
+    )
+    | grant("", ["pods", "persistentvolumeclaims"], [*READ, "create", "delete", "patch"])
+    | grant("", ["services"], [*READ, "create", "patch"])
+    | grant("", ["events"], ["create", "patch"])
+    | grant("events.k8s.io", ["events"], ["create", "patch"])
+    | grant("policy", ["poddisruptionbudgets"], [*READ, "create", "patch"])
+    | grant("snapshot.storage.k8s.io", ["volumesnapshots"], [*READ, "create", "delete"])
+)
+# Cluster-scoped reads: zones and node health, where volumes live, snapshot classes, Kopf's scanning.
+CLUSTER = (
+    grant("", ["nodes", "persistentvolumes", "namespaces"], READ)
+    | grant("snapshot.storage.k8s.io", ["volumesnapshotclasses"], READ)
+    | grant("apiextensions.k8s.io", ["customresourcedefinitions"], READ)
+)
+
+
+# --- lint and schema validation -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("helm_name", HELMS)
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_chart_lints_strictly(helm_name: str, values: list[str]) -> None:
+    """Both Helm majors users have accept the chart, warnings included (--strict)."""
+    result = helm(helm_name, "lint", "--strict", str(CHART), *values)
+    assert "0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("helm_name", HELMS)
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_every_rendered_manifest_validates_strictly(helm_name: str, values: list[str], version: str) -> None:
+    """Every object, the CRD included, is valid for Kubernetes 1.27 up to the newest bundled schemas.
+
+    The ServiceMonitor is a Prometheus Operator custom resource, for which no schema is bundled.
+    """
+    objs = render(*values, helm_name=helm_name, include_crds=True)
+    kinds = sorted(o["kind"] for o in objs)
+    assert {"CustomResourceDefinition", "Deployment", "Service", "ServiceAccount", "ClusterRole"} <= set(kinds)
+    for obj in objs:
+        if obj["kind"] == "ServiceMonitor":
+            continue
+        kubernetes_validate.validate(obj, version, strict=True)
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        (["--set", "replicas=3"], "replicas"),
+        (["--set", "logFormat=xml"], "logFormat"),
+        (["--set", "watchNamespaces={Not_A_Namespace}"], "watchNamespaces"),
+        (["--set", "watchNamespaces={a,a}"], "watchNamespaces"),
+        (["--set", "metrics.port=8081"], "metrics"),
+        (["--set", "metrics.port=http"], "metrics"),
+        (["--set", "image.pullPolicy=Sometimes"], "pullPolicy"),
+        (["--set", "serviceAccount.create=false"], "serviceAccount.name is required"),
+    ],
+)
+def test_values_that_cannot_work_are_refused_at_render_time(values: list[str], complaint: str) -> None:
+    """A mistaken value fails `helm install` with a message naming it, not a broken operator later.
+
+    `replicas` in particular: the operator runs standalone, so a second copy would race the first.
+    """
+    for helm_name in HELMS:
+        result = helm(helm_name, "template", RELEASE, str(CHART), *values, check=False)
+        assert result.returncode != 0, f"{helm_name} accepted {values}"
+        assert complaint in result.stderr, result.stderr
+
+
+# --- the operator's Deployment --------------------------------------------------------------------
+
+
+def test_one_standalone_operator_pod_replaced_by_recreate() -> None:
+    """Kopf runs without peering: exactly one pod, and an upgrade never runs old and new side by side."""
+    deployment = only(render(), "Deployment", RELEASE_NAMESPACE)
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == RELEASE
+
+
+def test_container_runs_the_operator_with_its_configuration() -> None:
+    objs = render("--set", "metrics.port=9100", "--set", "logFormat=json")
+    c = container(objs)
+    assert c["command"] == ["python", "-m", "phalanx"]
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert c["image"] == f"phalanx:{chart['appVersion']}"
+    assert env_of(objs) == {
+        "PHALANX_NAMESPACES": "",
+        "PHALANX_METRICS_PORT": "9100",
+        "PHALANX_LOG_FORMAT": "json",
+        "PHALANX_LIVENESS_PORT": "8081",
+    }
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"metrics": 9100, "health": 8081}
+    service = only(objs, "Service", RELEASE_NAMESPACE)
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 9100, "targetPort": "metrics", "protocol": "TCP"}]
+    pod_labels = only(objs, "Deployment", RELEASE_NAMESPACE)["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+
+
+def test_probes_use_kopfs_health_endpoint() -> None:
+    """The operator serves Kopf's liveness endpoint at 0.0.0.0:8081/healthz (kopf run --liveness=...)."""
+    c = container(render())
+    health_port = next(p["containerPort"] for p in c["ports"] if p["name"] == "health")
+    assert health_port == 8081 == int(env_of(render())["PHALANX_LIVENESS_PORT"])
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+
+
+def test_watched_namespaces_reach_the_operator_comma_separated() -> None:
+    assert env_of(render("--set", "watchNamespaces={data,cache}"))["PHALANX_NAMESPACES"] == "data,cache"
+
+
+def test_pod_is_locked_down() -> None:
+    """Non-root, read-only root filesystem, no capabilities, no privilege escalation, default seccomp."""
+    objs = render()
+    pod = only(objs, "Deployment", RELEASE_NAMESPACE)["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = container(objs)["securityContext"]
+    assert sc["runAsNonRoot"] is True
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_image_user_is_the_charts_non_root_user() -> None:
+    """runAsNonRoot can only be verified by the kubelet for a numeric USER, and it must match the chart's."""
+    dockerfile = (REPO / "Dockerfile").read_text().splitlines()
+    users = [line.split()[1] for line in dockerfile if line.startswith("USER ")]
+    assert users, "the Dockerfile must switch to a non-root USER"
+    uid, _, gid = users[-1].partition(":")
+    pod = only(render(), "Deployment", RELEASE_NAMESPACE)["spec"]["template"]["spec"]
+    assert int(uid) == pod["securityContext"]["runAsUser"] != 0
+    assert int(gid) == pod["securityContext"]["runAsGroup"]
+    exposed = {int(port) for line in dockerfile if line.startswith("EXPOSE ") for port in line.split()[1:]}
+    assert exposed == {8080, 8081}
+    assert any(line.startswith("ENTRYPOINT") and json.loads(line.split(None, 1)[1]) for line in dockerfile)
+
+
+def test_scheduling_and_pod_metadata_values_are_applied() -> None:
+    objs = render(
+        "--set",
+        "nodeSelector.role=ops",
+        "--set",
+        "tolerations[0].key=dedicated,tolerations[0].operator=Exists",
+        "--set",
+        "podAnnotations.note=x",
+        "--set",
+        "podLabels.team=db",
+        "--set",
+        "priorityClassName=system-cluster-critical",
+        "--set",
+        "imagePullSecrets[0].name=pull",
+        "--set",
+        "image.repository=example.invalid/phalanx,image.tag=dev,image.pullPolicy=Never",
+    )
+    template = only(objs, "Deployment", RELEASE_NAMESPACE)["spec"]["template"]
+    assert template["spec"]["nodeSelector"] == {"role": "ops"}
+    assert template["spec"]["tolerations"] == [{"key": "dedicated", "operator": "Exists"}]
+    assert template["spec"]["priorityClassName"] == "system-cluster-critical"
+    assert template["spec"]["imagePullSecrets"] == [{"name": "pull"}]
+    assert template["metadata"]["annotations"] == {"note": "x"}
+    assert template["metadata"]["labels"]["team"] == "db"
+    assert container(objs)["image"] == "example.invalid/phalanx:dev"
+    assert container(objs)["imagePullPolicy"] == "Never"
+
+
+# --- metrics ----------------------------------------------------------------------------------------
+
+
+def test_service_monitor_only_when_enabled() -> None:
+    """Rendering a ServiceMonitor where the Prometheus Operator is absent would fail the install."""
+    assert not [o for o in render() if o["kind"] == "ServiceMonitor"]
+    objs = render("--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.serviceMonitor.labels.release=kps")
+    monitor = only(objs, "ServiceMonitor", RELEASE_NAMESPACE)
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "kps"
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    service = only(objs, "Service", RELEASE_NAMESPACE)
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [RELEASE_NAMESPACE]}
+
+
+# --- RBAC -------------------------------------------------------------------------------------------
+
+
+def test_cluster_wide_rbac_is_exactly_what_the_operator_uses() -> None:
+    objs = render()
+    role = only(objs, "ClusterRole")
+    assert permissions(role) == NAMESPACED | CLUSTER
+    binding = only(objs, "ClusterRoleBinding")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": RELEASE}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": RELEASE, "namespace": RELEASE_NAMESPACE}]
+    assert not [o for o in objs if o["kind"] in ("Role", "RoleBinding")]
+
+
+def test_namespaced_rbac_grants_namespaced_rights_only_in_watched_namespaces() -> None:
+    """With watchNamespaces, no cluster-wide right to pods, volumes or snapshots remains."""
+    objs = render("--set", "watchNamespaces={data,cache}")
+    assert permissions(only(objs, "ClusterRole")) == CLUSTER
+    for ns in ("data", "cache"):
+        assert permissions(only(objs, "Role", ns)) == NAMESPACED
+        binding = only(objs, "RoleBinding", ns)
+        assert binding["roleRef"]["kind"] == "Role"
+        assert binding["roleRef"]["name"] == only(objs, "Role", ns)["metadata"]["name"]
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": RELEASE, "namespace": RELEASE_NAMESPACE}]
+    assert only(objs, "ClusterRoleBinding")["roleRef"]["name"] == only(objs, "ClusterRole")["metadata"]["name"]
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_rbac_has_no_wildcards_and_never_touches_secrets(values: list[str]) -> None:
+    for role in (o for o in render(*values) if o["kind"] in ("ClusterRole", "Role")):
+        for group, resource, verb in permissions(role):
+            assert "*" not in (group, resource, verb)
+            assert resource not in ("secrets", "configmaps", "serviceaccounts", "leases")
+            assert verb not in ("escalate", "bind", "impersonate", "deletecollection")
+
+
+def test_rbac_and_service_account_can_be_brought_by_the_user() -> None:
+    objs = render("--set", "rbac.create=false", "--set", "serviceAccount.create=false,serviceAccount.name=ops-sa")
+    assert not [o for o in objs if o["kind"] in ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")]
+    assert not [o for o in objs if o["kind"] == "ServiceAccount"]
+    assert only(objs, "Deployment", RELEASE_NAMESPACE)["spec"]["template"]["spec"]["serviceAccountName"] == "ops-sa"
+
+
+def test_names_follow_release_and_overrides() -> None:
+    """Two releases in one cluster never collide on their cluster-scoped objects."""
+    result = helm("helm3", "template", "other", str(CHART), "--namespace", "x")
+    names = {(o["kind"], o["metadata"]["name"]) for o in yaml.safe_load_all(result.stdout) if o}
+    assert ("ClusterRole", "other-phalanx") in names
+    assert ("Service", "other-phalanx-metrics") in names
+    objs = render("--set", "fullnameOverride=ops")
+    assert only(objs, "ClusterRole")["metadata"]["name"] == "ops"
+
+
+# --- chart metadata and the CRD -------------------------------------------------------------------
+
+
+def test_chart_metadata() -> None:
+    """appVersion follows the Python project's version, so the default image tag is the released one."""
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert chart["apiVersion"] == "v2"
+    assert chart["name"] == "phalanx"
+    assert chart["version"] == "0.1.0"
+    assert chart["appVersion"] == project["version"]
+
+
+def test_chart_crd_is_a_byte_identical_copy_of_the_generated_one() -> None:
+    """Helm installs the CRD from the chart's crds/; it must be the one generated from the models.
+
+    On failure: `make crds` (which should copy it), or
+    `cp crds/replicatedstores.phalanx.dev.yaml charts/phalanx/crds/`.
+    """
+    generated = REPO / "crds" / CRD_NAME
+    copy = CHART / "crds" / CRD_NAME
+    assert sorted(p.name for p in (CHART / "crds").iterdir()) == [CRD_NAME]
+    assert copy.read_bytes() == generated.read_bytes(), (
+        f"{copy.relative_to(REPO)} differs from {generated.relative_to(REPO)}: run `make crds` "
+        f"or `cp {generated.relative_to(REPO)} {copy.relative_to(REPO)}`"
+    )
+
+
+def test_kind_script_is_valid_bash() -> None:
+    """hack/kind.sh cannot run here (no Docker), but it must at least parse."""
+    script = REPO / "hack" / "kind.sh"
+    assert script.stat().st_mode & 0o111, "hack/kind.sh must be executable"
+    subprocess.run(["bash", "-n", str(script)], check=True, timeout=10)
