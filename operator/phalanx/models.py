@@ -18,6 +18,7 @@ derives new values (`model_copy(update=...)`) instead of mutating shared ones.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Final
@@ -31,6 +32,7 @@ from pydantic import (
     GetJsonSchemaHandler,
     StrictBool,
     StringConstraints,
+    WithJsonSchema,
 )
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonSchemaValue
@@ -106,7 +108,6 @@ _CONDITION_TYPE: Final = (
 _CONDITION_REASON: Final = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 
 ResourceName = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=253, pattern=_DNS_SUBDOMAIN)]
-LabelValue = Annotated[str, StringConstraints(strict=True, max_length=63, pattern=_LABEL_VALUE)]
 ZoneName = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=63, pattern=_LABEL_VALUE)]
 Text = Annotated[str, StringConstraints(strict=True)]
 Count = Annotated[int, Field(strict=True, ge=0)]
@@ -163,6 +164,23 @@ def _positive(quantity: Quantity) -> Quantity:
     if quantity.bytes <= 0:
         raise ValueError(f"{quantity} is no space at all: give a size such as 10Gi")
     return quantity
+
+
+def _label_value(value: str) -> str:
+    if len(value) > 63 or not re.fullmatch(_LABEL_VALUE, value):
+        raise ValueError(
+            f"{value!r} is not a label value: use at most 63 letters, digits, '-', '_' or '.', "
+            "beginning and ending with a letter or digit"
+        )
+    return value
+
+
+LabelValue = Annotated[str, Field(strict=True), AfterValidator(_label_value)]
+
+FreeFormMap = WithJsonSchema({"type": "object", "additionalProperties": True})
+"""Schema of the template's label and annotation maps. A 1.20 API server reads "" in a map typed
+`additionalProperties: {type: string}` as null and refuses it, yet empty label and annotation values are
+valid Kubernetes: so the schema leaves these maps free-form, and the models check their keys and values."""
 
 
 def _unique(items: list[str]) -> list[str]:
@@ -275,11 +293,12 @@ class ConditionType(enum.StrEnum):
 class PodTemplateMetadata(_Model):
     """Labels and annotations for every member's pod."""
 
-    labels: dict[str, LabelValue] = Field(default_factory=dict)
-    """Labels added to every member's pod. Keys under `phalanx.dev/` are Phalanx's own and are refused."""
+    labels: Annotated[dict[str, LabelValue], FreeFormMap] = Field(default_factory=dict)
+    """Labels added to every member's pod, as text. Keys under `phalanx.dev/` are Phalanx's own and are
+    refused."""
 
-    annotations: dict[str, Text] = Field(default_factory=dict)
-    """Annotations added to every member's pod."""
+    annotations: Annotated[dict[str, Text], FreeFormMap] = Field(default_factory=dict)
+    """Annotations added to every member's pod, as text. Keys under `phalanx.dev/` are Phalanx's own."""
 
 
 class PodTemplate(_Model):
