@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,10 +17,12 @@ from pathlib import Path
 
 import kubernetes.client
 import pytest
+import requests
 
 from phalanx import kube as k
 from phalanx.kube import Kube, load_api_client
 from phalanx.sandbox import Sandbox, SimulatorHandle, wait_for
+from phalanx.sandbox.controlplane import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 TOOLS = REPO / ".tools" / "bin"
@@ -77,6 +80,59 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield Cluster(sandbox)
     finally:
         sandbox.stop()
+
+
+@dataclass
+class Operator:
+    """The Phalanx operator, running as its own process against the session's cluster."""
+
+    metrics_url: str
+    log_path: Path
+
+    def metrics(self) -> dict[str, float]:
+        """Every sample of /metrics, keyed by its line's name and labels."""
+        body = requests.get(self.metrics_url, timeout=5).text
+        samples = {}
+        for line in body.splitlines():
+            if line and not line.startswith("#"):
+                key, _, value = line.rpartition(" ")
+                samples[key] = float(value)
+        return samples
+
+    def writes(self, namespace: str) -> float:
+        """Writes the operator has sent to the API server so far, into one namespace."""
+        mark = f'namespace="{namespace}"'
+        return sum(v for k_, v in self.metrics().items() if k_.startswith("phalanx_api_requests_total{") and mark in k_)
+
+
+def install_crds(cluster: Cluster) -> None:
+    """The generated CRD (client-side validation off: kubectl 1.32 does not know a 1.20 server's schema)."""
+    cluster.kubectl("apply", "--validate=false", "-f", str(REPO / "crds"))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/replicatedstores.phalanx.dev", "--timeout=30s")
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: Cluster) -> Iterator[Operator]:
+    install_crds(cluster)
+    metrics_port, liveness_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "KUBECONFIG": cluster.kubeconfig,
+        "PHALANX_METRICS_PORT": str(metrics_port),
+        "PHALANX_LIVENESS_PORT": str(liveness_port),
+        "PYTHONUNBUFFERED": "1",
+    }
+    process = cluster.sandbox.spawn("operator", [sys.executable, "-m", "phalanx"], env=env)
+
+    def healthy() -> bool:
+        assert process.alive(), f"operator exited:\n{process.tail()}"
+        try:
+            return requests.get(f"http://127.0.0.1:{liveness_port}/healthz", timeout=1).ok
+        except requests.RequestException:
+            return False
+
+    wait_for(healthy, "the operator's liveness endpoint", timeout=60)
+    yield Operator(f"http://127.0.0.1:{metrics_port}/metrics", process.log_path)
 
 
 @pytest.fixture

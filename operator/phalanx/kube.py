@@ -83,7 +83,7 @@ PDB_V1BETA1 = Resource("policy", "v1beta1", "poddisruptionbudgets")
 STORES = Resource("phalanx.dev", "v1alpha1", "replicatedstores")
 
 WriteObserver = Callable[[str, str, int], None]
-"""Called after every write with (verb, resource plural, HTTP status): the operator counts them."""
+"""Called after every write with (verb, REST path, HTTP status): the operator counts them."""
 
 
 def load_api_client(kubeconfig: str) -> kubernetes.client.ApiClient:
@@ -147,7 +147,7 @@ class Kube:
             method, url, body=data, headers=headers, preload_content=not stream, timeout=timeout
         )
         if self.on_write is not None and method != "GET":
-            self.on_write(method.lower(), _plural(path), int(response.status))
+            self.on_write(method.lower(), path, int(response.status))
         if response.status >= 300:
             text = response.data.decode(errors="replace") if not stream else response.read().decode()
             raise ApiError(response.status, text)
@@ -263,13 +263,24 @@ class Kube:
             response.release_conn()
 
 
-def _plural(path: str) -> str:
-    """The resource of a REST path (``/api/v1/namespaces/x/pods/y/status`` -> ``pods/status``)."""
+def _segments(path: str) -> list[str]:
+    """A REST path without its API prefix: ``[namespaces, ns, pods, name, status]`` or ``[nodes, n]``."""
     parts = [p for p in path.split("?")[0].split("/") if p]
-    core = parts[2:] if parts[0] == "api" else parts[3:]
+    return parts[2:] if parts[:1] == ["api"] else parts[3:]
+
+
+def resource_of(path: str) -> str:
+    """The resource of a REST path (``/api/v1/namespaces/x/pods/y/status`` -> ``pods/status``)."""
+    core = _segments(path)
     if core[:1] == ["namespaces"] and len(core) > 2:
         core = core[2:]
     return "/".join([core[0], *core[2:3]]) if core else ""
+
+
+def namespace_of(path: str) -> str:
+    """The namespace of a REST path, or "" for a cluster-scoped one."""
+    core = _segments(path)
+    return core[1] if core[:1] == ["namespaces"] and len(core) > 2 else ""
 
 
 def served(kube: Kube, group_version: str) -> bool:

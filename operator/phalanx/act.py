@@ -1,0 +1,173 @@
+"""Act: the only module that writes to the API server.
+
+Last step of observe → plan → act. It carries out a ``Plan``'s actions with manifests from ``build``,
+and writes the store's status. Every write is idempotent, so a crash between two writes, or a plan
+carried out twice, is harmless: names are deterministic and creations tolerate "already exists";
+deletions carry a uid precondition so they never hit a successor of the same name; a retirement
+marks the claim retired before deleting anything, so an interrupted one is finished by the next plan.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from phalanx import build, metrics
+from phalanx import kube as k
+from phalanx.kube import ApiError, Kube, Resource
+from phalanx.models import ReplicatedStoreSpec
+from phalanx.names import RETAINED_ANNOTATION, RETIRED_LABEL, StoreRef
+from phalanx.plan import (
+    Action,
+    CreateMember,
+    CreatePod,
+    DeletePod,
+    DeleteVolume,
+    EnsureChild,
+    FinalAction,
+    KeepVolume,
+    Plan,
+    RetireMember,
+    TakeSnapshot,
+    final_snapshot_name,
+)
+
+log = logging.getLogger("phalanx.act")
+
+OWN_STATUS_EXCLUDED = frozenset({"kopf"})
+"""Status keys that others write (Kopf's bookkeeping): never compared, never patched."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one action: ``error`` is None when it was carried out."""
+
+    action: Action | FinalAction
+    error: str | None = None
+
+
+def status_patch(current: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The merge patch that turns ``current`` into ``new``, or None when they already agree.
+
+    Keys that ``new`` no longer has are nulled so that stale sections disappear; Kopf's own key is
+    left alone. Returning None is what makes a steady-state reconcile write nothing.
+    """
+    patch: dict[str, Any] = {k: v for k, v in new.items() if current.get(k) != v}
+    for key in current:
+        if key not in new and key not in OWN_STATUS_EXCLUDED:
+            patch[key] = None
+    return patch or None
+
+
+def _count_write(verb: str, path: str, code: int) -> None:
+    metrics.API_REQUESTS.labels(verb, k.resource_of(path), k.namespace_of(path), str(code)).inc()
+
+
+class Actor:
+    """Writes through one client; knows which PodDisruptionBudget version the cluster serves."""
+
+    def __init__(self, kube: Kube, pdb: Resource) -> None:
+        self.kube = kube
+        self.pdb = pdb
+
+    @classmethod
+    def connect(cls) -> Actor:
+        kube = Kube(k.load_default_client(), on_write=_count_write)
+        pdb = k.PDB_V1 if k.served(kube, "policy/v1") else k.PDB_V1BETA1
+        return cls(kube, pdb)
+
+    def write_status(self, store: StoreRef, current: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+        """Patch the status subresource when it differs; True when something was written."""
+        patch = status_patch(current, new)
+        if patch is None:
+            return False
+        self.kube.patch(k.STORES, store.name, {"status": patch}, store.namespace, sub="status")
+        return True
+
+    def execute(self, store: StoreRef, spec: ReplicatedStoreSpec, plan: Plan, revision: str) -> list[Outcome]:
+        """Carry out every action; one failing does not stop the others (each is independent)."""
+        outcomes = []
+        for action in plan.actions:
+            try:
+                self._do(store, spec, plan, revision, action)
+            except ApiError as error:
+                log.warning("%s on %s failed: %s", type(action).__name__, store, error)
+                outcomes.append(Outcome(action, str(error)))
+                metrics.ACTIONS.labels(store.namespace, store.name, type(action).__name__, "error").inc()
+            else:
+                outcomes.append(Outcome(action))
+                metrics.ACTIONS.labels(store.namespace, store.name, type(action).__name__, "ok").inc()
+        return outcomes
+
+    def _do(self, store: StoreRef, spec: ReplicatedStoreSpec, plan: Plan, revision: str, action: Action) -> None:
+        ns = store.namespace
+        match action:
+            case CreateMember(member=member, zone=zone, snapshot=snapshot):
+                self.kube.ensure(k.PVCS, build.member_claim(store, spec, member, zone, snapshot), ns)
+                pod = build.member_pod(store, spec, member, zone, list(plan.peers), snapshot, revision)
+                self.kube.ensure(k.PODS, pod, ns)
+            case CreatePod(member=member, zone=zone, seeded_from=seeded_from):
+                pod = build.member_pod(store, spec, member, zone, list(plan.peers), seeded_from, revision)
+                self.kube.ensure(k.PODS, pod, ns)
+            case DeletePod(member=member, uid=uid):
+                self.kube.delete(k.PODS, member, ns, uid=uid)
+            case RetireMember(member=member, pod_uid=pod_uid, claim_uid=claim_uid, delete_volume=delete_volume):
+                if claim_uid is not None:  # first, so that an interrupted retirement is never taken for a loss
+                    self.kube.patch(k.PVCS, member, {"metadata": {"labels": {RETIRED_LABEL: "true"}}}, ns)
+                if pod_uid is not None:
+                    self.kube.delete(k.PODS, member, ns, uid=pod_uid)
+                if delete_volume and claim_uid is not None:
+                    self.kube.delete(k.PVCS, member, ns, uid=claim_uid)
+            case EnsureChild(child=child):
+                self._ensure_child(store, spec, child)
+
+    def _ensure_child(self, store: StoreRef, spec: ReplicatedStoreSpec, child: str) -> None:
+        ns = store.namespace
+        if child == "peers-service":
+            self.kube.ensure(k.SERVICES, build.peers_service(store, spec), ns)
+        elif child == "client-service":
+            manifest = build.client_service(store, spec)
+            if manifest is not None:
+                self.kube.ensure(k.SERVICES, manifest, ns)
+        elif child == "disruption-budget":
+            version = f"{self.pdb.group}/{self.pdb.version}"
+            self.kube.ensure(self.pdb, build.disruption_budget(store, spec, version), ns)
+
+    # -------------------------------------------------------------------- deletion (the finalizer)
+
+    def final_snapshots(self, store: StoreRef, members: list[str]) -> dict[str, bool]:
+        """The final snapshots that exist, and whether each is ready to use."""
+        found = {}
+        for member in members:
+            name = final_snapshot_name(member)
+            snapshot = self.kube.find(k.SNAPSHOTS, name, store.namespace)
+            if snapshot is not None:
+                found[name] = bool((snapshot.get("status") or {}).get("readyToUse"))
+        return found
+
+    def finalize(self, store: StoreRef, spec: ReplicatedStoreSpec | None, actions: list[FinalAction]) -> list[Outcome]:
+        outcomes = []
+        for action in actions:
+            try:
+                self._final(store, spec, action)
+            except ApiError as error:
+                outcomes.append(Outcome(action, str(error)))
+            else:
+                outcomes.append(Outcome(action))
+        return outcomes
+
+    def _final(self, store: StoreRef, spec: ReplicatedStoreSpec | None, action: FinalAction) -> None:
+        ns = store.namespace
+        match action:
+            case DeletePod(member=member, uid=uid):
+                self.kube.delete(k.PODS, member, ns, uid=uid)
+            case KeepVolume(member=member):
+                stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                self.kube.patch(k.PVCS, member, {"metadata": {"annotations": {RETAINED_ANNOTATION: stamp}}}, ns)
+            case DeleteVolume(member=member, uid=uid):
+                self.kube.delete(k.PVCS, member, ns, uid=uid)
+            case TakeSnapshot(member=member, zone=zone, name=name) if spec is not None:
+                self.kube.ensure(k.SNAPSHOTS, build.volume_snapshot(store, spec, member, zone, name), ns)

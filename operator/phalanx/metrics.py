@@ -1,0 +1,66 @@
+"""Prometheus metrics of the operator, served on ``PHALANX_METRICS_PORT`` (default 8080) at /metrics.
+
+Side-effect free to import: the metrics live in their own registry, so tests and the operator can
+read them without the process-wide default collectors. Every name here is documented in README.md.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+RECONCILE_SECONDS = Histogram(
+    "phalanx_reconcile_duration_seconds",
+    "Time of one observe-plan-act pass over a store.",
+    ["namespace", "store"],
+    registry=REGISTRY,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+RECONCILES = Counter(
+    "phalanx_reconciles_total",
+    "Reconcile passes, by outcome (ok, error).",
+    ["namespace", "store", "outcome"],
+    registry=REGISTRY,
+)
+MEMBERS = Gauge(
+    "phalanx_members",
+    "Members of a store, by zone and state (Ready, Starting, Pending, Restoring, Unavailable, Lost).",
+    ["namespace", "store", "zone", "state"],
+    registry=REGISTRY,
+)
+DESIRED = Gauge(
+    "phalanx_store_desired_replicas", "spec.replicas of a store.", ["namespace", "store"], registry=REGISTRY
+)
+READY = Gauge("phalanx_store_ready_replicas", "Ready members of a store.", ["namespace", "store"], registry=REGISTRY)
+STORE_CONDITION = Gauge(
+    "phalanx_store_condition",
+    "1 when the condition is True, 0 otherwise.",
+    ["namespace", "store", "condition"],
+    registry=REGISTRY,
+)
+ACTIONS = Counter(
+    "phalanx_actions_total",
+    "Actions taken on stores' children, by kind and outcome (ok, error).",
+    ["namespace", "store", "action", "outcome"],
+    registry=REGISTRY,
+)
+API_REQUESTS = Counter(
+    "phalanx_api_requests_total",
+    "Writes the operator sent to the API server, by verb, resource, namespace and HTTP status code.",
+    ["verb", "resource", "namespace", "code"],
+    registry=REGISTRY,
+)
+
+
+def serve(port: int) -> None:
+    """Serve /metrics on all interfaces in a background thread."""
+    start_http_server(port, registry=REGISTRY)
+
+
+def forget_store(namespace: str, store: str) -> None:
+    """Drop a deleted store's series, so dashboards do not show ghosts."""
+    for metric in (MEMBERS, DESIRED, READY, STORE_CONDITION, RECONCILE_SECONDS, RECONCILES, ACTIONS):
+        for labels in list(metric._metrics):
+            if labels[:2] == (namespace, store):
+                metric.remove(*labels)

@@ -1,0 +1,227 @@
+"""Observe: one immutable, typed view of a store's world, built from what Kopf's indexes hold.
+
+First step of observe → plan → act. The handlers hand over plain dicts (pods, PVCs, nodes, Services,
+PodDisruptionBudgets) that the indexes collected from watch events; this module turns them into
+frozen values with query methods, so that the planner never digs through raw dicts and never calls
+the API. Pure: no I/O, no kopf or kubernetes imports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from phalanx import names
+from phalanx.names import StoreRef
+
+Raw = Mapping[str, Any]
+
+# Taints under which a node takes no new member pods (and, for NoExecute, keeps none).
+_BLOCKING_TAINT_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def _condition(obj: Raw, kind: str) -> Raw | None:
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == kind:
+            return dict(condition)
+    return None
+
+
+@dataclass(frozen=True)
+class PodView:
+    """A member's pod, as far as Phalanx cares."""
+
+    name: str
+    uid: str
+    node: str | None
+    phase: str
+    ready: bool
+    ready_since: datetime | None
+    terminating: bool
+    revision: str | None
+    created: datetime | None
+
+    @classmethod
+    def of(cls, pod: Raw) -> PodView:
+        meta, status = pod["metadata"], pod.get("status") or {}
+        ready = _condition(pod, "Ready")
+        is_ready = bool(ready and ready.get("status") == "True")
+        return cls(
+            name=meta["name"],
+            uid=meta.get("uid", ""),
+            node=(pod.get("spec") or {}).get("nodeName"),
+            phase=status.get("phase") or "Pending",
+            ready=is_ready,
+            ready_since=_time(ready.get("lastTransitionTime")) if ready and is_ready else None,
+            terminating=bool(meta.get("deletionTimestamp")),
+            revision=(meta.get("labels") or {}).get(names.REVISION_LABEL),
+            created=_time(meta.get("creationTimestamp")),
+        )
+
+    @property
+    def finished(self) -> bool:
+        """Its containers exited for good: the pod will never become ready again."""
+        return self.phase in ("Succeeded", "Failed")
+
+
+@dataclass(frozen=True)
+class ClaimView:
+    """A member's PersistentVolumeClaim: the member's data."""
+
+    name: str
+    uid: str
+    phase: str
+    volume: str | None
+    zone: str | None
+    retired: bool
+    seeded_from: str | None
+    terminating: bool
+
+    @classmethod
+    def of(cls, pvc: Raw) -> ClaimView:
+        meta = pvc["metadata"]
+        labels = meta.get("labels") or {}
+        annotations = meta.get("annotations") or {}
+        return cls(
+            name=meta["name"],
+            uid=meta.get("uid", ""),
+            phase=(pvc.get("status") or {}).get("phase") or "Pending",
+            volume=(pvc.get("spec") or {}).get("volumeName") or None,
+            zone=labels.get(names.ZONE_LABEL),
+            retired=labels.get(names.RETIRED_LABEL) == "true",
+            seeded_from=annotations.get(names.SEEDED_FROM_ANNOTATION) or None,
+            terminating=bool(meta.get("deletionTimestamp")),
+        )
+
+    @property
+    def lost(self) -> bool:
+        return self.phase == "Lost"
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """A node: its zone and whether new member pods can land on it."""
+
+    name: str
+    zone: str | None
+    ready: bool
+    schedulable: bool
+
+    @classmethod
+    def of(cls, node: Raw) -> NodeView:
+        meta, spec = node["metadata"], node.get("spec") or {}
+        ready = _condition(node, "Ready")
+        is_ready = bool(ready and ready.get("status") == "True")
+        blocked = any(t.get("effect") in _BLOCKING_TAINT_EFFECTS for t in spec.get("taints") or [])
+        return cls(
+            name=meta["name"],
+            zone=(meta.get("labels") or {}).get(names.NODE_ZONE_LABEL),
+            ready=is_ready,
+            schedulable=is_ready and not spec.get("unschedulable") and not blocked,
+        )
+
+
+@dataclass(frozen=True)
+class MemberView:
+    """One member: a serial, a zone, and whatever of its pod and claim exists."""
+
+    name: str
+    serial: int
+    zone: str
+    pod: PodView | None
+    claim: ClaimView | None
+
+    @property
+    def ready(self) -> bool:
+        return self.pod is not None and self.pod.ready and not self.pod.terminating
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything the planner may know about one store, at one moment."""
+
+    store: StoreRef
+    generation: int
+    members: tuple[MemberView, ...]
+    """Live members (their claim not retired), by serial."""
+    retired_pods: tuple[PodView, ...]
+    """Pods whose member was retired: left over from an interrupted retirement."""
+    nodes: tuple[NodeView, ...]
+    last_serial: int
+    """The highest serial ever used, from children and status: the next member gets a higher one."""
+    children: frozenset[str]
+    """Which of the store's Services and PodDisruptionBudget exist (their names)."""
+    status: Raw
+    """The store's current status, as stored (the planner keeps what did not change)."""
+
+    def zones_with_nodes(self) -> tuple[str, ...]:
+        """Zones that have at least one schedulable node, sorted."""
+        return tuple(sorted({n.zone for n in self.nodes if n.schedulable and n.zone}))
+
+    def node(self, name: str | None) -> NodeView | None:
+        return next((n for n in self.nodes if n.name == name), None) if name else None
+
+    def member(self, name: str) -> MemberView | None:
+        return next((m for m in self.members if m.name == name), None)
+
+
+def observe(
+    store: StoreRef,
+    generation: int,
+    status: Raw,
+    pods: Iterable[Raw],
+    claims: Iterable[Raw],
+    nodes: Iterable[Raw],
+    children: Iterable[str] = (),
+) -> Observed:
+    """Join the store's pods and claims into members; pods and claims of other stores are ignored."""
+    pod_views: dict[str, PodView] = {}
+    for pod in pods:
+        labels = pod["metadata"].get("labels") or {}
+        if labels.get(names.STORE_LABEL) == store.name and labels.get(names.MEMBER_LABEL):
+            pod_views[labels[names.MEMBER_LABEL]] = PodView.of(pod)
+    claim_views: dict[str, ClaimView] = {}
+    zones: dict[str, str] = {}
+    for pvc in claims:
+        labels = pvc["metadata"].get("labels") or {}
+        member = labels.get(names.MEMBER_LABEL)
+        if labels.get(names.STORE_LABEL) == store.name and member:
+            claim_views[member] = ClaimView.of(pvc)
+            zones[member] = labels.get(names.ZONE_LABEL, "")
+    for pod in pods:
+        labels = pod["metadata"].get("labels") or {}
+        member = labels.get(names.MEMBER_LABEL)
+        if labels.get(names.STORE_LABEL) == store.name and member:
+            zones.setdefault(member, labels.get(names.ZONE_LABEL, ""))
+
+    serials = {m: names.serial_of(store.name, m) for m in set(pod_views) | set(claim_views)}
+    members = []
+    retired_pods = []
+    for member, serial in serials.items():
+        if serial is None:
+            continue  # labelled by hand with a name that is not ours: never touch it
+        claim = claim_views.get(member)
+        if claim is not None and claim.retired:
+            if member in pod_views:
+                retired_pods.append(pod_views[member])
+            continue
+        members.append(MemberView(member, serial, zones.get(member, ""), pod_views.get(member), claim))
+    members.sort(key=lambda m: m.serial)
+    known = [s for s in serials.values() if s is not None]
+    last_serial = max([int(status.get("lastSerial") or 0), *known])
+    return Observed(
+        store=store,
+        generation=generation,
+        members=tuple(members),
+        retired_pods=tuple(sorted(retired_pods, key=lambda p: p.name)),
+        nodes=tuple(sorted((NodeView.of(n) for n in nodes), key=lambda n: n.name)),
+        last_serial=last_serial,
+        children=frozenset(children),
+        status=status,
+    )
