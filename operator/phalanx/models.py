@@ -41,13 +41,25 @@ from pydantic_core import core_schema
 from phalanx.units import Duration, Quantity
 
 __all__ = [
+    "CATEGORY",
     "DATA_VOLUME",
     "GROUP",
     "KIND",
+    "MAX_NAME_LENGTH",
+    "MAX_REPLICAS",
+    "MAX_ZONES",
+    "NAME_PATTERN",
+    "NAME_RULES",
     "PLURAL",
     "RESERVED_ENV_PREFIX",
     "RESERVED_LABEL_PREFIX",
+    "SHORT_NAME",
+    "SINGULAR",
+    "STORE_DESCRIPTION",
     "VERSION",
+    "ZONE_LABEL",
+    "AtLeast",
+    "CelRule",
     "Condition",
     "ConditionStatus",
     "ConditionType",
@@ -91,6 +103,7 @@ RESERVED_ENV_PREFIX: Final = "PHALANX_"
 DATA_VOLUME: Final = "data"
 """The pod volume through which each member's persistent volume reaches the containers."""
 ZONE_LABEL: Final = "topology.kubernetes.io/zone"
+"""The node label that names a zone; Phalanx pins each member's pod to its zone with it."""
 
 MAX_NAME_LENGTH: Final = 52
 """A store's name leaves room for `-<serial>` and Service suffixes within a 63-character DNS label."""
@@ -180,7 +193,8 @@ LabelValue = Annotated[str, Field(strict=True), AfterValidator(_label_value)]
 FreeFormMap = WithJsonSchema({"type": "object", "additionalProperties": True})
 """Schema of the template's label and annotation maps. A 1.20 API server reads "" in a map typed
 `additionalProperties: {type: string}` as null and refuses it, yet empty label and annotation values are
-valid Kubernetes: so the schema leaves these maps free-form, and the models check their keys and values."""
+valid Kubernetes: so the schema leaves these maps free-form; the models check the values and
+`phalanx.validation` the keys."""
 
 
 def _unique(items: list[str]) -> list[str]:

@@ -168,7 +168,9 @@ _SPEC_CHECKS: Final[tuple[Callable[[ReplicatedStoreSpec], Iterator[SpecError]], 
 
 
 # --------------------------------------------------------------------------------------------------
-# The pod template: free-form for the schema (Kubernetes owns PodSpec), so every shape is checked here.
+# The pod template: free-form for the schema (Kubernetes owns PodSpec, and the API server checks the Pods
+# that Phalanx creates from it). Checked here: what Phalanx relies on or adds, so that a template that
+# could never make a working member is refused before any member is made.
 
 _QUALIFIED_NAME: Final = re.compile(
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
@@ -212,8 +214,8 @@ def _check_metadata_keys(kind: str, entries: Mapping[str, str]) -> Iterator[Spec
         if key.startswith(RESERVED_LABEL_PREFIX):
             yield SpecError(
                 path,
-                f"{RESERVED_LABEL_PREFIX}* {kind} are set by Phalanx to identify members: remove this one or "
-                "choose another prefix",
+                f"{RESERVED_LABEL_PREFIX}* {kind} are Phalanx's own (they identify its members): "
+                "remove this one or choose another prefix",
             )
         elif not _QUALIFIED_NAME.fullmatch(key) or len(key.rpartition("/")[2]) > 63:
             yield SpecError(path, f"{key!r} is not a valid key: use [prefix/]name, the name at most 63 characters")
