@@ -7,8 +7,9 @@ free-form objects marked `x-kubernetes-preserve-unknown-fields`. `structural()` 
 and refuses any construct it does not know how to express, so a new kind of field fails here, loudly,
 instead of producing a CRD that an API server rejects.
 
-Run `python -m phalanx.crd --out crds` to regenerate `crds/`; `--check` only reports drift. The output
-is deterministic, and a unit test fails when `crds/` and the models disagree.
+Run `python -m phalanx.crd --out crds` to regenerate `crds/` (repeat `--out` to refresh copies, such as
+the Helm chart's); `--check` only reports drift. The output is deterministic, and a unit test fails
+when `crds/` and the models disagree.
 """
 
 from __future__ import annotations
@@ -230,22 +231,29 @@ def _prose(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Write (or, with --check, compare) `<out>/replicatedstores.phalanx.dev.yaml`."""
+    """Write (or, with --check, compare) `<out>/replicatedstores.phalanx.dev.yaml` for each --out."""
     parser = argparse.ArgumentParser(prog="python -m phalanx.crd", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("crds"), help="folder of the CRD file (default: crds)")
-    parser.add_argument("--check", action="store_true", help="only report whether the file is up to date")
+    parser.add_argument(
+        "--out", type=Path, action="append", help="folder of the CRD file; repeat for copies (default: crds)"
+    )
+    parser.add_argument("--check", action="store_true", help="only report whether the files are up to date")
     args = parser.parse_args(argv)
-    path: Path = args.out / FILE_NAME
+    folders: list[Path] = args.out or [Path("crds")]
     text = render()
+    stale = [path for path in (folder / FILE_NAME for folder in folders) if not _holds(path, text)]
     if args.check:
-        if not path.exists() or path.read_text() != text:
-            print(f"{path} is out of date: run python -m phalanx.crd --out {args.out}", file=sys.stderr)
-            return 1
-        return 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    print(f"wrote {path}")
+        for path in stale:
+            print(f"{path} is out of date: run python -m phalanx.crd --out {path.parent}", file=sys.stderr)
+        return 1 if stale else 0
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path}")
     return 0
+
+
+def _holds(path: Path, text: str) -> bool:
+    return path.exists() and path.read_text() == text
 
 
 if __name__ == "__main__":

@@ -32,6 +32,11 @@ def test_check_mode_reports_drift(tmp_path: Path) -> None:
     assert crd.main(["--out", str(tmp_path)]) == 0
     assert (tmp_path / crd.FILE_NAME).read_text() == crd.render()
     assert crd.main(["--out", str(tmp_path), "--check"]) == 0
+    copy = tmp_path / "chart"
+    assert crd.main(["--out", str(tmp_path), "--out", str(copy)]) == 0
+    assert crd.main(["--out", str(tmp_path), "--out", str(copy), "--check"]) == 0
+    (copy / crd.FILE_NAME).write_text("stale")
+    assert crd.main(["--out", str(tmp_path), "--out", str(copy), "--check"]) == 1
 
 
 @pytest.mark.parametrize("version", ["1.27", kubernetes_validate.latest_version()])
