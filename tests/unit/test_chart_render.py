@@ -318,6 +318,25 @@ def test_rbac_and_service_account_can_be_brought_by_the_user() -> None:
     assert only(objs, "Deployment", RELEASE_NAMESPACE)["spec"]["template"]["spec"]["serviceAccountName"] == "ops-sa"
 
 
+@pytest.mark.parametrize("helm_name", HELMS)
+def test_names_that_yaml_reads_as_booleans_stay_strings(helm_name: str) -> None:
+    """Helm re-parses rendered YAML as YAML 1.1, where y, on, no, off are booleans: every name is quoted.
+
+    Unquoted, release `y` or namespace `on` fails the install with "cannot unmarshal bool into ...
+    labels of type string"; strict schema validation sees the same type error.
+    """
+    args = ["template", "y", str(CHART), "--namespace", "on", "--set", "watchNamespaces={no,off}"]
+    objs = [o for o in yaml.safe_load_all(helm(helm_name, *args, "--set", "fullnameOverride=yes").stdout) if o]
+    for obj in objs:
+        kubernetes_validate.validate(obj, VERSIONS[0], strict=True)
+    assert {o["metadata"].get("namespace") for o in objs} == {"on", "no", "off", None}
+    assert only(objs, "RoleBinding", "no")["subjects"][0] == {
+        "kind": "ServiceAccount",
+        "name": "yes",
+        "namespace": "on",
+    }
+
+
 def test_names_follow_release_and_overrides() -> None:
     """Two releases in one cluster never collide on their cluster-scoped objects."""
     result = helm("helm3", "template", "other", str(CHART), "--namespace", "x")

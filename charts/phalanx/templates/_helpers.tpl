@@ -28,17 +28,17 @@ chart name (release "phalanx" gives "phalanx", not "phalanx-phalanx").
 {{- end }}
 
 {{- define "phalanx.selectorLabels" -}}
-app.kubernetes.io/name: {{ include "phalanx.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/name: {{ include "phalanx.name" . | quote }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
 {{- end }}
 
 {{- define "phalanx.labels" -}}
-helm.sh/chart: {{ include "phalanx.chart" . }}
+helm.sh/chart: {{ include "phalanx.chart" . | quote }}
 {{ include "phalanx.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/component: operator
 app.kubernetes.io/part-of: phalanx
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/managed-by: {{ .Release.Service | quote }}
 {{- end }}
 
 {{- define "phalanx.serviceAccountName" -}}
