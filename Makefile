@@ -44,7 +44,7 @@ typecheck: venv
 check: lint typecheck
 
 crds: venv
-	$(PY) -m phalanx.crd --out crds
+	$(PY) -m phalanx.crd --out crds --out charts/phalanx/crds
 
 sandbox: setup
 	$(SANDBOX) up --operator
