@@ -12,7 +12,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import kubernetes.client
@@ -22,7 +22,7 @@ import requests
 from phalanx import kube as k
 from phalanx.kube import Kube, load_api_client
 from phalanx.sandbox import Sandbox, SimulatorHandle, wait_for
-from phalanx.sandbox.controlplane import free_port
+from phalanx.sandbox.controlplane import Process, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 TOOLS = REPO / ".tools" / "bin"
@@ -84,10 +84,48 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @dataclass
 class Operator:
-    """The Phalanx operator, running as its own process against the session's cluster."""
+    """The Phalanx operator, running as its own process against the session's cluster; restartable."""
 
-    metrics_url: str
-    log_path: Path
+    cluster: Cluster
+    metrics_port: int = field(default_factory=free_port)
+    liveness_port: int = field(default_factory=free_port)
+    process: Process | None = None
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    @property
+    def log_path(self) -> Path:
+        return self.cluster.logs_dir / "operator.log"
+
+    def start(self, **extra_env: str) -> Process:
+        env = {
+            **os.environ,
+            "KUBECONFIG": self.cluster.kubeconfig,
+            "PHALANX_METRICS_PORT": str(self.metrics_port),
+            "PHALANX_LIVENESS_PORT": str(self.liveness_port),
+            "PYTHONUNBUFFERED": "1",
+            **extra_env,
+        }
+        process = self.cluster.sandbox.spawn("operator", [sys.executable, "-m", "phalanx"], env=env)
+        self.process = process
+
+        def healthy() -> bool:
+            assert process.alive(), f"operator exited:\n{process.tail()}"
+            try:
+                return requests.get(f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=1).ok
+            except requests.RequestException:
+                return False
+
+        wait_for(healthy, "the operator's liveness endpoint", timeout=60)
+        return process
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.cluster.sandbox.extra.remove(self.process)
+            self.process = None
 
     def metrics(self) -> dict[str, float]:
         """Every sample of /metrics, keyed by its line's name and labels."""
@@ -114,25 +152,10 @@ def install_crds(cluster: Cluster) -> None:
 @pytest.fixture(scope="session")
 def operator(cluster: Cluster) -> Iterator[Operator]:
     install_crds(cluster)
-    metrics_port, liveness_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "KUBECONFIG": cluster.kubeconfig,
-        "PHALANX_METRICS_PORT": str(metrics_port),
-        "PHALANX_LIVENESS_PORT": str(liveness_port),
-        "PYTHONUNBUFFERED": "1",
-    }
-    process = cluster.sandbox.spawn("operator", [sys.executable, "-m", "phalanx"], env=env)
-
-    def healthy() -> bool:
-        assert process.alive(), f"operator exited:\n{process.tail()}"
-        try:
-            return requests.get(f"http://127.0.0.1:{liveness_port}/healthz", timeout=1).ok
-        except requests.RequestException:
-            return False
-
-    wait_for(healthy, "the operator's liveness endpoint", timeout=60)
-    yield Operator(f"http://127.0.0.1:{metrics_port}/metrics", process.log_path)
+    running = Operator(cluster)
+    running.start()
+    yield running
+    running.stop()
 
 
 @pytest.fixture

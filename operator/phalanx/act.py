@@ -10,6 +10,7 @@ marks the claim retired before deleting anything, so an interrupted one is finis
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,23 +20,37 @@ from phalanx import build, metrics
 from phalanx import kube as k
 from phalanx.kube import ApiError, Kube, Resource
 from phalanx.models import ReplicatedStoreSpec
-from phalanx.names import RETAINED_ANNOTATION, RETIRED_LABEL, StoreRef
+from phalanx.names import (
+    FINAL_LABEL,
+    REPLACES_ANNOTATION,
+    RETAINED_ANNOTATION,
+    RETIRED_LABEL,
+    SNAPSHOT_REQUEST,
+    StoreRef,
+)
 from phalanx.plan import (
     Action,
     CreateMember,
     CreatePod,
     DeletePod,
+    DeleteSnapshot,
     DeleteVolume,
     EnsureChild,
     FinalAction,
     KeepVolume,
     Plan,
     RetireMember,
+    Snapshot,
     TakeSnapshot,
     final_snapshot_name,
 )
 
 log = logging.getLogger("phalanx.act")
+
+CRASH_AFTER = os.environ.get("PHALANX_TEST_CRASH_AFTER", "")
+"""Test-only: the name of an action kind (``RetireMember``, ``CreateMember``...) after which the process
+dies at once, as if killed, so that the tests can prove crash safety at an exact point. Unset in
+production; nothing else reads it."""
 
 OWN_STATUS_EXCLUDED = frozenset({"kopf"})
 """Status keys that others write (Kopf's bookkeeping): never compared, never patched."""
@@ -100,13 +115,19 @@ class Actor:
             else:
                 outcomes.append(Outcome(action))
                 metrics.ACTIONS.labels(store.namespace, store.name, type(action).__name__, "ok").inc()
+                if type(action).__name__ == CRASH_AFTER:
+                    log.error("test-only crash after %s", CRASH_AFTER)
+                    os._exit(137)
         return outcomes
 
     def _do(self, store: StoreRef, spec: ReplicatedStoreSpec, plan: Plan, revision: str, action: Action) -> None:
         ns = store.namespace
         match action:
-            case CreateMember(member=member, zone=zone, snapshot=snapshot):
-                self.kube.ensure(k.PVCS, build.member_claim(store, spec, member, zone, snapshot), ns)
+            case CreateMember(member=member, zone=zone, snapshot=snapshot, replaces=replaces):
+                claim = build.member_claim(store, spec, member, zone, snapshot)
+                if replaces:
+                    claim["metadata"].setdefault("annotations", {})[REPLACES_ANNOTATION] = replaces
+                self.kube.ensure(k.PVCS, claim, ns)
                 pod = build.member_pod(store, spec, member, zone, list(plan.peers), snapshot, revision)
                 self.kube.ensure(k.PODS, pod, ns)
             case CreatePod(member=member, zone=zone, seeded_from=seeded_from):
@@ -123,6 +144,13 @@ class Actor:
                     self.kube.delete(k.PVCS, member, ns, uid=claim_uid)
             case EnsureChild(child=child):
                 self._ensure_child(store, spec, child)
+            case Snapshot(member=member, zone=zone, name=name, request=request):
+                manifest = build.volume_snapshot(store, spec, member, zone, name)
+                if request is not None:
+                    manifest["metadata"].setdefault("annotations", {})[SNAPSHOT_REQUEST] = request
+                self.kube.ensure(k.SNAPSHOTS, manifest, ns)
+            case DeleteSnapshot(name=name, uid=uid):
+                self.kube.delete(k.SNAPSHOTS, name, ns, uid=uid)
 
     def _ensure_child(self, store: StoreRef, spec: ReplicatedStoreSpec, child: str) -> None:
         ns = store.namespace
@@ -170,4 +198,6 @@ class Actor:
             case DeleteVolume(member=member, uid=uid):
                 self.kube.delete(k.PVCS, member, ns, uid=uid)
             case TakeSnapshot(member=member, zone=zone, name=name) if spec is not None:
-                self.kube.ensure(k.SNAPSHOTS, build.volume_snapshot(store, spec, member, zone, name), ns)
+                manifest = build.volume_snapshot(store, spec, member, zone, name)
+                manifest["metadata"]["labels"][FINAL_LABEL] = "true"  # outlives the store: never pruned
+                self.kube.ensure(k.SNAPSHOTS, manifest, ns)

@@ -24,11 +24,21 @@ from typing import Any
 import kopf
 
 from phalanx import build, metrics, names
-from phalanx.act import Actor, Outcome
-from phalanx.models import GROUP, PLURAL, VERSION, DeletionPolicy, ReplicatedStoreSpec
+from phalanx.act import OWN_STATUS_EXCLUDED, Actor, Outcome
+from phalanx.models import GROUP, PLURAL, VERSION, DeletionPolicy, RecoveryRecord, ReplicatedStoreSpec
 from phalanx.names import StoreRef
 from phalanx.observe import NodeView, Observed, observe
-from phalanx.plan import CreateMember, CreatePod, DeletePod, Plan, RetireMember, plan, plan_deletion
+from phalanx.plan import (
+    CreateMember,
+    CreatePod,
+    DeletePod,
+    DeleteSnapshot,
+    Plan,
+    RetireMember,
+    Snapshot,
+    plan,
+    plan_deletion,
+)
 from phalanx.settings import Settings
 from phalanx.validation import SpecError, parse_spec
 
@@ -43,6 +53,8 @@ class Runtime:
         self.actor: Actor | None = None
         self.wakeups: dict[StoreKey, asyncio.Event] = {}
         self.node_health: dict[str, NodeView] = {}
+        self.written: dict[StoreKey, tuple[str | None, dict[str, Any]]] = {}
+        """Per store: the resourceVersion its body had when we last wrote its status, and what we wrote."""
 
     def wake(self, key: StoreKey) -> None:
         event = self.wakeups.get(key)
@@ -55,7 +67,14 @@ class Runtime:
 
 
 RUNTIME = Runtime()
-INDEXES = ("phalanx_pods", "phalanx_claims", "phalanx_services", "phalanx_budgets", "phalanx_nodes")
+INDEXES = (
+    "phalanx_pods",
+    "phalanx_claims",
+    "phalanx_services",
+    "phalanx_budgets",
+    "phalanx_nodes",
+    "phalanx_snapshots",
+)
 """Kopf passes each index to handlers as a keyword argument of the indexing function's name."""
 
 
@@ -111,6 +130,13 @@ def phalanx_budgets(namespace: str | None, labels: Mapping[str, str], name: str,
     return {_store_key(namespace, labels): f"disruption-budget/{name}"}
 
 
+@kopf.index("snapshot.storage.k8s.io", "volumesnapshots", labels={names.STORE_LABEL: kopf.PRESENT})
+def phalanx_snapshots(
+    namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
+) -> dict[StoreKey, Any]:
+    return {_store_key(namespace, labels): dict(body)}
+
+
 @kopf.index("nodes")
 def phalanx_nodes(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
     return {name: dict(body)}
@@ -124,6 +150,7 @@ def phalanx_nodes(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
 @kopf.on.event("persistentvolumeclaims", labels={names.STORE_LABEL: kopf.PRESENT})
 @kopf.on.event("services", labels={names.STORE_LABEL: kopf.PRESENT})
 @kopf.on.event("policy", "poddisruptionbudgets", labels={names.STORE_LABEL: kopf.PRESENT})
+@kopf.on.event("snapshot.storage.k8s.io", "volumesnapshots", labels={names.STORE_LABEL: kopf.PRESENT})
 def child_changed(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
     RUNTIME.wake(_store_key(namespace, labels))
 
@@ -169,6 +196,8 @@ def observe_store(ref: StoreRef, body: Mapping[str, Any], indexes: Mapping[str, 
         claims=_values(indexes["phalanx_claims"], key),
         nodes=_all_values(indexes["phalanx_nodes"]),
         children=[*_values(indexes["phalanx_services"], key), *_values(indexes["phalanx_budgets"], key)],
+        snapshots=_values(indexes["phalanx_snapshots"], key),
+        annotations=dict(body.get("metadata", {}).get("annotations") or {}),
     )
 
 
@@ -194,6 +223,12 @@ def expected_visible(plan_: Plan, observed: Observed) -> bool:
             return False
         if isinstance(action, RetireMember) and member is not None:
             return False
+        if isinstance(action, Snapshot) and not any(s.name == action.name for s in observed.snapshots):
+            return False
+        if isinstance(action, DeleteSnapshot) and any(
+            s.uid == action.uid and not s.terminating for s in observed.snapshots
+        ):
+            return False
     return True
 
 
@@ -207,7 +242,16 @@ def report(body: kopf.Body, outcomes: list[Outcome]) -> None:
             kopf.warn(body, reason=f"{action.reason}Failed", message=f"{action.why}: {outcome.error}")
 
 
-def record(ref: StoreRef, plan_: Plan, desired: int) -> None:
+def completed_recovery(previous: Mapping[str, Any], plan_: Plan) -> RecoveryRecord | None:
+    """The recovery whose replacement became ready in this pass (so it is reported exactly once)."""
+    done = plan_.status.last_recovery
+    before = previous.get("lastRecovery") or {}
+    if done is None or done.ready_at is None or before.get("readyAt") or before.get("member") != done.member:
+        return None
+    return done
+
+
+def record(ref: StoreRef, plan_: Plan, desired: int, previous: Mapping[str, Any]) -> None:
     status = plan_.status
     metrics.DESIRED.labels(ref.namespace, ref.name).set(desired)
     metrics.READY.labels(ref.namespace, ref.name).set(status.ready_replicas)
@@ -221,6 +265,16 @@ def record(ref: StoreRef, plan_: Plan, desired: int) -> None:
         metrics.MEMBERS.labels(ref.namespace, ref.name, zone, state).set(count)
     for condition in status.conditions:
         metrics.STORE_CONDITION.labels(ref.namespace, ref.name, condition.type).set(condition.status == "True")
+    for recovery in plan_.recoveries:
+        metrics.RECOVERIES.labels(ref.namespace, ref.name, recovery.source.value).inc()
+    done = completed_recovery(previous, plan_)
+    if done is not None and done.seconds is not None:
+        metrics.RECOVERY_SECONDS.labels(done.source.value).observe(done.seconds)
+    if status.snapshots is not None:
+        metrics.SNAPSHOTS.labels(ref.namespace, ref.name).set(status.snapshots.count)
+        if status.snapshots.latest_time is not None:
+            age = (datetime.now(UTC) - status.snapshots.latest_time).total_seconds()
+            metrics.SNAPSHOT_AGE.labels(ref.namespace, ref.name).set(age)
 
 
 async def reconcile(ref: StoreRef, body: kopf.Body, indexes: Mapping[str, kopf.Index[Any, Any]]) -> Plan:
@@ -232,17 +286,33 @@ async def reconcile(ref: StoreRef, body: kopf.Body, indexes: Mapping[str, kopf.I
         # Being deleted (perhaps with its namespace): the finalizer owns it now; recreating
         # children would only fight the deletion.
         return Plan((), plan(None, observe_store(ref, snapshot, indexes), datetime.now(UTC)).status, 5.0)
+    key = (ref.namespace, ref.name)
+    echo = RUNTIME.written.get(key)
+    if echo is not None and echo[0] == snapshot["metadata"].get("resourceVersion"):
+        # The watch has not yet brought back our last status write: plan on what we wrote, so that
+        # nothing is decided (or reported) twice.
+        kept = {k_: v for k_, v in snapshot["status"].items() if k_ in OWN_STATUS_EXCLUDED}
+        snapshot["status"] = {**kept, **echo[1]}
     spec, invalid = parse(snapshot, ref.name)
     observed = observe_store(ref, snapshot, indexes)
     revision = build.template_revision(spec) if spec else None
     has_ports = spec is not None and build.client_service(ref, spec) is not None
     decided = plan(spec, observed, datetime.now(UTC), invalid=invalid, revision=revision, has_ports=has_ports)
     new_status = decided.status.to_wire()
-    await asyncio.to_thread(actor.write_status, ref, snapshot["status"], new_status)
+    if await asyncio.to_thread(actor.write_status, ref, snapshot["status"], new_status):
+        RUNTIME.written[key] = (snapshot["metadata"].get("resourceVersion"), new_status)
     if decided.actions and spec is not None and revision is not None:
         outcomes = await asyncio.to_thread(actor.execute, ref, spec, decided, revision)
         report(body, outcomes)
-    record(ref, decided, spec.replicas if spec else 0)
+    record(ref, decided, spec.replicas if spec else 0, snapshot["status"])
+    done = completed_recovery(snapshot["status"], decided)
+    if done is not None:
+        kopf.info(
+            body,
+            reason="RecoveryCompleted",
+            message=f"{done.replacement} replaced {done.member} ({done.source.value}"
+            f"{' ' + done.snapshot if done.snapshot else ''}) in {done.seconds}s",
+        )
     return decided
 
 
@@ -285,6 +355,7 @@ async def run_store(
             await _sleep(wake, stopped, delay)
     finally:
         RUNTIME.wakeups.pop(key, None)
+        RUNTIME.written.pop(key, None)
 
 
 async def _sleep(wake: asyncio.Event, stopped: kopf.DaemonStopped, delay: float) -> None:

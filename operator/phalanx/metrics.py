@@ -45,6 +45,26 @@ ACTIONS = Counter(
     ["namespace", "store", "action", "outcome"],
     registry=REGISTRY,
 )
+RECOVERIES = Counter(
+    "phalanx_recoveries_total",
+    "Lost members replaced, by the source of the replacement's data (Snapshot, Empty).",
+    ["namespace", "store", "source"],
+    registry=REGISTRY,
+)
+RECOVERY_SECONDS = Histogram(
+    "phalanx_recovery_duration_seconds",
+    "From a loss being acted on to the replacement being ready, by source (Snapshot, Empty).",
+    ["source"],
+    registry=REGISTRY,
+    buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800),
+)
+SNAPSHOT_AGE = Gauge(
+    "phalanx_snapshot_age_seconds",
+    "Age of the newest ready snapshot of a store.",
+    ["namespace", "store"],
+    registry=REGISTRY,
+)
+SNAPSHOTS = Gauge("phalanx_snapshots", "Ready snapshots of a store.", ["namespace", "store"], registry=REGISTRY)
 API_REQUESTS = Counter(
     "phalanx_api_requests_total",
     "Writes the operator sent to the API server, by verb, resource, namespace and HTTP status code.",
@@ -60,7 +80,18 @@ def serve(port: int) -> None:
 
 def forget_store(namespace: str, store: str) -> None:
     """Drop a deleted store's series, so dashboards do not show ghosts."""
-    for metric in (MEMBERS, DESIRED, READY, STORE_CONDITION, RECONCILE_SECONDS, RECONCILES, ACTIONS):
+    for metric in (
+        MEMBERS,
+        DESIRED,
+        READY,
+        STORE_CONDITION,
+        RECONCILE_SECONDS,
+        RECONCILES,
+        ACTIONS,
+        RECOVERIES,
+        SNAPSHOT_AGE,
+        SNAPSHOTS,
+    ):
         for labels in list(metric._metrics):
             if labels[:2] == (namespace, store):
                 metric.remove(*labels)

@@ -30,6 +30,14 @@ RETAINED_ANNOTATION: Final = PREFIX + "retained-at"
 """On a PVC kept when its store was deleted with deletionPolicy Retain: when. A store re-created
 under the same name adopts these volumes."""
 
+SNAPSHOT_REQUEST: Final = PREFIX + "snapshot-request"
+"""On a store: set (or change) to any value to ask for a snapshot now; the snapshot taken carries
+the same annotation, so each value is answered once."""
+FINAL_LABEL: Final = PREFIX + "final"
+"""On the final VolumeSnapshots of a store deleted with deletionPolicy Snapshot: never pruned."""
+REPLACES_ANNOTATION: Final = PREFIX + "replaces"
+"""On a replacement member's PVC: the lost member it replaces (for the record)."""
+
 FINALIZER: Final = PREFIX + "finalizer"
 """Holds a store until its deletion policy has been applied to its volumes."""
 FIELD_MANAGER: Final = "phalanx"

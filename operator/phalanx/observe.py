@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from phalanx import names
 from phalanx.names import StoreRef
 
 Raw = Mapping[str, Any]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Taints under which a node takes no new member pods (and, for NoExecute, keeps none).
 _BLOCKING_TAINT_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
@@ -82,6 +83,7 @@ class ClaimView:
     retired: bool
     seeded_from: str | None
     terminating: bool
+    created: datetime | None = None
 
     @classmethod
     def of(cls, pvc: Raw) -> ClaimView:
@@ -97,6 +99,7 @@ class ClaimView:
             retired=labels.get(names.RETIRED_LABEL) == "true",
             seeded_from=annotations.get(names.SEEDED_FROM_ANNOTATION) or None,
             terminating=bool(meta.get("deletionTimestamp")),
+            created=_time(meta.get("creationTimestamp")),
         )
 
     @property
@@ -112,6 +115,8 @@ class NodeView:
     zone: str | None
     ready: bool
     schedulable: bool
+    not_ready_since: datetime | None = None
+    """When its Ready condition left True (None while ready)."""
 
     @classmethod
     def of(cls, node: Raw) -> NodeView:
@@ -124,7 +129,44 @@ class NodeView:
             zone=(meta.get("labels") or {}).get(names.NODE_ZONE_LABEL),
             ready=is_ready,
             schedulable=is_ready and not spec.get("unschedulable") and not blocked,
+            not_ready_since=None if is_ready else _time((ready or {}).get("lastTransitionTime")),
         )
+
+
+@dataclass(frozen=True)
+class SnapshotView:
+    """One of the store's VolumeSnapshots: a point in its lineage."""
+
+    name: str
+    uid: str
+    member: str | None
+    zone: str | None
+    ready: bool
+    error: str | None
+    created: datetime | None
+    terminating: bool
+    request: str | None
+    """The on-demand request it answers (the store's snapshot-request annotation), if any."""
+
+    @classmethod
+    def of(cls, snapshot: Raw) -> SnapshotView:
+        meta, status = snapshot["metadata"], snapshot.get("status") or {}
+        labels = meta.get("labels") or {}
+        return cls(
+            name=meta["name"],
+            uid=meta.get("uid", ""),
+            member=labels.get(names.MEMBER_LABEL),
+            zone=labels.get(names.ZONE_LABEL),
+            ready=bool(status.get("readyToUse")),
+            error=(status.get("error") or {}).get("message"),
+            created=_time(status.get("creationTime")) or _time(meta.get("creationTimestamp")),
+            terminating=bool(meta.get("deletionTimestamp")),
+            request=(meta.get("annotations") or {}).get(names.SNAPSHOT_REQUEST),
+        )
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None and not self.ready
 
 
 @dataclass(frozen=True)
@@ -159,6 +201,12 @@ class Observed:
     """Which of the store's Services and PodDisruptionBudget exist (their names)."""
     status: Raw
     """The store's current status, as stored (the planner keeps what did not change)."""
+    snapshots: tuple[SnapshotView, ...] = ()
+    """The store's lineage (final snapshots of a deleted store excluded), oldest first."""
+    retired_claims: tuple[ClaimView, ...] = ()
+    """Volumes of retired members, kept until the deletion policy lets them go."""
+    snapshot_request: str | None = None
+    """The token of an on-demand snapshot asked for through the store's annotation."""
 
     def zones_with_nodes(self) -> tuple[str, ...]:
         """Zones that have at least one schedulable node, sorted."""
@@ -170,6 +218,9 @@ class Observed:
     def member(self, name: str) -> MemberView | None:
         return next((m for m in self.members if m.name == name), None)
 
+    def zone_nodes(self, zone: str) -> tuple[NodeView, ...]:
+        return tuple(n for n in self.nodes if n.zone == zone)
+
 
 def observe(
     store: StoreRef,
@@ -179,6 +230,8 @@ def observe(
     claims: Iterable[Raw],
     nodes: Iterable[Raw],
     children: Iterable[str] = (),
+    snapshots: Iterable[Raw] = (),
+    annotations: Mapping[str, str] | None = None,
 ) -> Observed:
     """Join the store's pods and claims into members; pods and claims of other stores are ignored."""
     pod_views: dict[str, PodView] = {}
@@ -203,11 +256,13 @@ def observe(
     serials = {m: names.serial_of(store.name, m) for m in set(pod_views) | set(claim_views)}
     members = []
     retired_pods = []
+    retired_claims = []
     for member, serial in serials.items():
         if serial is None:
             continue  # labelled by hand with a name that is not ours: never touch it
         claim = claim_views.get(member)
         if claim is not None and claim.retired:
+            retired_claims.append(claim)
             if member in pod_views:
                 retired_pods.append(pod_views[member])
             continue
@@ -224,4 +279,17 @@ def observe(
         last_serial=last_serial,
         children=frozenset(children),
         status=status,
+        snapshots=tuple(
+            sorted(
+                (
+                    SnapshotView.of(s)
+                    for s in snapshots
+                    if (s["metadata"].get("labels") or {}).get(names.STORE_LABEL) == store.name
+                    and (s["metadata"].get("labels") or {}).get(names.FINAL_LABEL) != "true"
+                ),
+                key=lambda v: (v.created or _EPOCH, v.name),
+            )
+        ),
+        retired_claims=tuple(sorted(retired_claims, key=lambda c: c.name)),
+        snapshot_request=(annotations or {}).get(names.SNAPSHOT_REQUEST) or None,
     )

@@ -32,13 +32,17 @@ from phalanx.models import (
     DeletionPolicy,
     MemberState,
     MemberStatus,
+    RecoveryRecord,
+    RecoverySource,
     ReplicatedStoreSpec,
     ReplicatedStoreStatus,
+    SnapshotStatus,
     StorePhase,
+    ZoneFailurePolicy,
     ZoneStatus,
 )
 from phalanx.names import client_service, disruption_budget, member_name, peers_service
-from phalanx.observe import MemberView, Observed
+from phalanx.observe import MemberView, Observed, SnapshotView
 
 # How soon to look again. Children's changes wake a store at once; these are the safety nets.
 REQUEUE_BUSY = 2.0
@@ -59,6 +63,8 @@ class CreateMember:
     snapshot: str | None
     why: str
     reason: str = "MemberCreated"
+    replaces: str | None = None
+    """The lost member this one replaces (recovery), if any."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +113,29 @@ class EnsureChild:
     reason: str = "ChildCreated"
 
 
-Action = CreateMember | CreatePod | DeletePod | RetireMember | EnsureChild
+@dataclass(frozen=True)
+class Snapshot:
+    """A VolumeSnapshot of a ready member's volume: the next point of the lineage."""
+
+    member: str
+    zone: str
+    name: str
+    why: str
+    request: str | None = None
+    reason: str = "SnapshotStarted"
+
+
+@dataclass(frozen=True)
+class DeleteSnapshot:
+    """Retention: a snapshot beyond ``keep`` or older than ``maxAge``, or a superseded failure."""
+
+    name: str
+    uid: str
+    why: str
+    reason: str = "SnapshotPruned"
+
+
+Action = CreateMember | CreatePod | DeletePod | RetireMember | EnsureChild | Snapshot | DeleteSnapshot
 
 
 @dataclass(frozen=True)
@@ -121,6 +149,8 @@ class Plan:
     """The member names after this plan: what new pods receive as PHALANX_PEERS."""
     notes: tuple[str, ...] = field(default=())
     """Why something was not done (for logs and tests)."""
+    recoveries: tuple[RecoveryRecord, ...] = ()
+    """Recoveries started by this plan (each also in the actions)."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -153,9 +183,16 @@ def skew(zones: Sequence[str], members: Iterable[MemberView]) -> int:
 
 
 def retirement_order(members: Sequence[MemberView]) -> list[MemberView]:
-    """Who leaves first on scale down: unready before ready, then from the fullest zone, newest first."""
+    """Who leaves first on scale down: broken members, then ready ones from the fullest zone, newest
+    first; members still starting come last (a newcomer is never retired for being new)."""
     counts = Counter(m.zone for m in members)
-    return sorted(members, key=lambda m: (m.ready, -counts[m.zone], -m.serial))
+
+    def rank(member: MemberView) -> int:
+        if member.ready:
+            return 1
+        return 2 if member_state(member) in _ON_THE_WAY else 0
+
+    return sorted(members, key=lambda m: (rank(m), -counts[m.zone], -m.serial))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -190,10 +227,12 @@ def finish_retirements(observed: Observed) -> list[Action]:
     ]
 
 
-def heal_pods(observed: Observed) -> list[Action]:
+def heal_pods(observed: Observed, skip: frozenset[str] = frozenset()) -> list[Action]:
     """At most one pod per member (I5): a finished pod is deleted first, a new one made when none is left."""
     actions: list[Action] = []
     for member in observed.members:
+        if member.name in skip:
+            continue
         pod, claim = member.pod, member.claim
         if pod is not None and pod.finished and not pod.terminating:
             actions.append(DeletePod(member.name, pod.uid, f"pod {pod.name} finished ({pod.phase}); replacing it"))
@@ -209,23 +248,52 @@ def heal_pods(observed: Observed) -> list[Action]:
     return actions
 
 
-def scale(spec: ReplicatedStoreSpec, observed: Observed, zones: Sequence[str]) -> tuple[list[Action], int, list[str]]:
-    """Create missing members or retire one surplus member. Returns actions, last serial, notes."""
+def scale(
+    spec: ReplicatedStoreSpec, observed: Observed, zones: Sequence[str], now: datetime, last_serial: int
+) -> tuple[list[Action], int, list[str]]:
+    """Create missing members (seeded from the freshest snapshot) or retire one surplus member."""
     members = observed.members
-    last_serial = observed.last_serial
     missing = spec.replicas - len(members)
     if missing > 0:
         if not zones:
             return [], last_serial, ["no zone has a schedulable node: cannot place new members"]
         actions: list[Action] = []
-        for zone in place(zones, zone_counts(zones, members), missing):
+        unfinished = unfinished_recovery(spec, observed, now)
+        if unfinished is not None:  # interrupted after the lost member was retired: finish that recovery
+            actions.append(unfinished)
+            missing -= 1
+        snapshot, _ = seed_for(spec, observed, now)
+        counts = zone_counts(zones, members)
+        if unfinished is not None:
+            counts[unfinished.zone] = counts.get(unfinished.zone, 0) + 1
+        for zone in place(zones, counts, missing):
             last_serial += 1
             name = member_name(observed.store.name, last_serial)
-            actions.append(CreateMember(name, zone, None, f"{len(members)}/{spec.replicas} members; new one in {zone}"))
+            why = f"{len(members)}/{spec.replicas} members; new one in {zone}"
+            actions.append(CreateMember(name, zone, snapshot, why + (f", seeded from {snapshot}" if snapshot else "")))
         return actions, last_serial, []
     if missing < 0:
         return retire_one(spec, members), last_serial, []
     return [], last_serial, []
+
+
+def unfinished_recovery(spec: ReplicatedStoreSpec, observed: Observed, now: datetime) -> CreateMember | None:
+    """The replacement that the last recovery recorded but did not create (the operator stopped
+    between retiring the lost member and creating its replacement): same name, zone and seed."""
+    raw = observed.status.get("lastRecovery")
+    if not raw or raw.get("readyAt") or not raw.get("replacement"):
+        return None
+    replacement, lost = str(raw["replacement"]), str(raw["member"])
+    if observed.member(replacement) is not None or any(c.name == replacement for c in observed.retired_claims):
+        return None
+    lost_claim = next((c for c in observed.retired_claims if c.name == lost), None)
+    if lost_claim is None or lost_claim.zone is None:
+        return None
+    snapshot = raw.get("snapshot")
+    if snapshot and snapshot not in {snap.name for snap in usable_snapshots(spec, observed, now)}:
+        snapshot, _ = seed_for(spec, observed, now)
+    why = f"completes the recovery of {lost} (interrupted), seeded from {snapshot or 'nothing: empty'}"
+    return CreateMember(replacement, lost_claim.zone, snapshot, why, reason="MemberReplaced", replaces=lost)
 
 
 def retire_one(spec: ReplicatedStoreSpec, members: Sequence[MemberView]) -> list[Action]:
@@ -246,15 +314,279 @@ def retire_one(spec: ReplicatedStoreSpec, members: Sequence[MemberView]) -> list
 
 
 # ------------------------------------------------------------------------------------------------
+# Snapshot lineage
+
+
+def usable_snapshots(spec: ReplicatedStoreSpec, observed: Observed, now: datetime) -> list[SnapshotView]:
+    """Snapshots a member may be seeded from (I4): ready, of this store, younger than maxAge; newest first."""
+    if spec.snapshots is None:
+        return []
+    max_age = spec.snapshots.effective_max_age().total_seconds()
+    fit = [
+        snap
+        for snap in observed.snapshots
+        if snap.ready and not snap.terminating and snap.created and (now - snap.created).total_seconds() < max_age
+    ]
+    return sorted(fit, key=lambda snap: snap.created or now, reverse=True)
+
+
+def seed_for(spec: ReplicatedStoreSpec, observed: Observed, now: datetime) -> tuple[str | None, str]:
+    """The snapshot a new member starts from, or None and why it starts empty."""
+    if spec.recovery.source is RecoverySource.EMPTY:
+        return None, "recovery.source is Empty"
+    if spec.snapshots is None:
+        return None, "no snapshots are configured"
+    usable = usable_snapshots(spec, observed, now)
+    if not usable:
+        return None, f"no usable snapshot (none ready and younger than {spec.snapshots.effective_max_age()})"
+    return usable[0].name, f"freshest usable snapshot {usable[0].name}"
+
+
+def snapshot_name(store: str, now: datetime) -> str:
+    """``<store>-<UTC timestamp>``: sortable, and the same for a plan repeated within the second."""
+    return f"{store}-{now.strftime('%Y%m%d-%H%M%S')}"
+
+
+def failure_backoff(spec: ReplicatedStoreSpec, observed: Observed) -> float:
+    """Seconds before retrying after consecutive failed snapshots: 10 s doubling, capped at the interval."""
+    assert spec.snapshots is not None
+    failures = 0
+    for snap in reversed(observed.snapshots):
+        if not snap.failed:
+            break
+        failures += 1
+    interval = spec.snapshots.interval.total_seconds()
+    return min(interval, 10.0 * 2 ** (failures - 1)) if failures else interval
+
+
+def snapshot_source(observed: Observed, after_zone: str | None) -> MemberView | None:
+    """A ready member to snapshot, from the zone after the last snapshot's (round-robin over zones)."""
+    ready = [m for m in observed.members if m.ready]
+    zones = sorted({m.zone for m in ready})
+    if not zones:
+        return None
+    later = [z for z in zones if after_zone is None or z > after_zone]
+    zone = (later or zones)[0]
+    return min((m for m in ready if m.zone == zone), key=lambda m: m.serial)
+
+
+def take_snapshot(spec: ReplicatedStoreSpec, observed: Observed, now: datetime) -> tuple[list[Action], float | None]:
+    """A snapshot when one is due (or asked for), one at a time; and when the next one is due."""
+    if spec.snapshots is None:
+        return [], None
+    live = [snap for snap in observed.snapshots if not snap.terminating]
+    latest = live[-1] if live else None
+    if latest is not None and not latest.ready and not latest.failed:
+        return [], REQUEUE_CONVERGING  # one in flight: wait for it
+    request = observed.snapshot_request
+    answered = request is None or any(snap.request == request for snap in observed.snapshots)
+    due_in = 0.0
+    if latest is not None and latest.created is not None:
+        wait = failure_backoff(spec, observed) if latest.failed else spec.snapshots.interval.total_seconds()
+        due_in = wait - (now - latest.created).total_seconds()
+    if due_in > 0 and answered:
+        return [], due_in
+    source = snapshot_source(observed, latest.zone if latest else None)
+    if source is None:
+        return [], REQUEUE_CONVERGING
+    why = f"on-demand request {request!r}" if not answered else f"every {spec.snapshots.interval}"
+    name = snapshot_name(observed.store.name, now)
+    action = Snapshot(source.name, source.zone, name, why, request=None if answered else request)
+    return [action], spec.snapshots.interval.total_seconds()
+
+
+def prune_snapshots(spec: ReplicatedStoreSpec, observed: Observed, now: datetime) -> list[Action]:
+    """Keep the newest ``keep`` ready snapshots younger than maxAge (always the newest ready one),
+    the newest failure (for the record), and any snapshot a restore is reading from."""
+    if spec.snapshots is None:
+        return []
+    in_use = {m.claim.seeded_from for m in observed.members if m.claim and m.claim.phase == "Pending"}
+    max_age = spec.snapshots.effective_max_age().total_seconds()
+    ready = [snap for snap in reversed(observed.snapshots) if snap.ready and not snap.terminating]
+    failed = [snap for snap in reversed(observed.snapshots) if snap.failed and not snap.terminating]
+    doomed = []
+    for index, snap in enumerate(ready):
+        too_many = index >= spec.snapshots.keep
+        too_old = index > 0 and snap.created is not None and (now - snap.created).total_seconds() >= max_age
+        if (too_many or too_old) and snap.name not in in_use:
+            doomed.append((snap, "beyond keep" if too_many else "older than maxAge"))
+    doomed += [(snap, "superseded failure") for snap in failed[1:]]
+    return [DeleteSnapshot(snap.name, snap.uid, f"snapshot {snap.name}: {why}") for snap, why in doomed]
+
+
+# ------------------------------------------------------------------------------------------------
+# Loss and recovery
+
+
+def zone_outages(spec: ReplicatedStoreSpec, observed: Observed, now: datetime) -> dict[str, bool]:
+    """Zones whose every node is down, mapped to whether that lasted beyond zoneFailureGrace."""
+    result = {}
+    for zone in sorted({n.zone for n in observed.nodes if n.zone}):
+        nodes = observed.zone_nodes(zone)
+        if nodes and not any(n.ready for n in nodes):
+            since = max((n.not_ready_since or now) for n in nodes)
+            result[zone] = (now - since).total_seconds() >= spec.recovery.zone_failure_grace.total_seconds()
+    return result
+
+
+def restore_deadline(spec: ReplicatedStoreSpec) -> float:
+    """How long a restore may stay pending before it counts as failed: five member grace periods."""
+    return 5 * spec.recovery.member_failure_grace.total_seconds()
+
+
+def loss_of(spec: ReplicatedStoreSpec, observed: Observed, member: MemberView, now: datetime) -> str | None:
+    """Why a member is lost (its data cannot come back), or None. Only its pod gone is not a loss."""
+    claim, pod = member.claim, member.pod
+    if claim is None:
+        return "VolumeDeleted: its PersistentVolumeClaim is gone"
+    if claim.lost:
+        return "VolumeLost: its PersistentVolume is gone"
+    if (
+        claim.seeded_from
+        and claim.phase == "Pending"
+        and claim.created is not None
+        and (now - claim.created).total_seconds() > restore_deadline(spec)
+    ):
+        return f"RestoreFailed: the restore from {claim.seeded_from} did not complete"
+    if pod is None or pod.node is None:
+        return None
+    node = observed.node(pod.node)
+    grace = spec.recovery.member_failure_grace.total_seconds()
+    if node is None:
+        since = _prior_since(observed, member.name, MemberState.UNAVAILABLE) or now
+        return f"NodeDeleted: node {pod.node} is gone" if (now - since).total_seconds() >= grace else None
+    if not node.ready and node.not_ready_since is not None and (now - node.not_ready_since).total_seconds() >= grace:
+        return f"NodeLost: node {pod.node} not ready for more than {spec.recovery.member_failure_grace}"
+    return None
+
+
+def _prior_since(observed: Observed, member: str, state: MemberState) -> datetime | None:
+    prior = _previous(observed.status, "members").get(member, {})
+    if prior.get("state") != state.value or not prior.get("since"):
+        return None
+    return datetime.fromisoformat(str(prior["since"]).replace("Z", "+00:00"))
+
+
+def recover(
+    spec: ReplicatedStoreSpec,
+    observed: Observed,
+    now: datetime,
+    zones: Sequence[str],
+    last_serial: int,
+) -> tuple[list[Action], list[RecoveryRecord], int, list[str]]:
+    """Replace lost members: the lost one retired first (so a crash never leaves two replacements),
+    then a new member, in the same zone or, for a lost zone under Redistribute, in the survivors."""
+    outages = zone_outages(spec, observed, now)
+    redistribute = spec.recovery.zone_failure is ZoneFailurePolicy.REDISTRIBUTE
+    survivors = [z for z in zones if z not in outages]
+    counts = zone_counts(survivors, observed.members)
+    actions: list[Action] = []
+    records: list[RecoveryRecord] = []
+    notes = [
+        f"zone {zone} is down"
+        + (" beyond zoneFailureGrace: waiting for it (zoneFailure Wait)" if confirmed and not redistribute else "")
+        for zone, confirmed in outages.items()
+        if any(m.zone == zone for m in observed.members)
+    ]
+    for member in observed.members:
+        if member.zone in outages:
+            if not (outages[member.zone] and redistribute and survivors):
+                continue  # a zone outage is not N member losses: wait for zoneFailureGrace and the policy
+            reason = f"ZoneLost: zone {member.zone} down beyond {spec.recovery.zone_failure_grace}"
+            zone = place(survivors, counts, 1)[0]
+        else:
+            lost = loss_of(spec, observed, member, now)
+            if lost is None:
+                continue
+            reason, zone = lost, member.zone
+        counts[zone] = counts.get(zone, 0) + 1
+        snapshot, source_why = seed_for(spec, observed, now)
+        if reason.startswith("RestoreFailed"):
+            snapshot, source_why = None, "the restore failed: starting empty"
+        last_serial += 1
+        replacement = member_name(observed.store.name, last_serial)
+        actions.append(
+            RetireMember(
+                member.name,
+                member.pod.uid if member.pod else None,
+                member.claim.uid if member.claim else None,
+                delete_volume=False,  # kept until its replacement is ready (I3)
+                why=f"member {member.name} lost ({reason})",
+                reason="MemberLost",
+            )
+        )
+        actions.append(
+            CreateMember(
+                replacement,
+                zone,
+                snapshot,
+                f"replaces {member.name} in {zone}, seeded from {source_why}",
+                reason="MemberReplaced",
+                replaces=member.name,
+            )
+        )
+        records.append(
+            RecoveryRecord(
+                member=member.name,
+                reason=reason,
+                source=RecoverySource.SNAPSHOT if snapshot else RecoverySource.EMPTY,
+                started_at=now,
+                replacement=replacement,
+                snapshot=snapshot,
+            )
+        )
+        notes.append(f"{member.name} lost ({reason}); {replacement} seeded from {source_why}")
+    return actions, records, last_serial, notes
+
+
+def prune_retired_volumes(spec: ReplicatedStoreSpec, observed: Observed) -> list[Action]:
+    """Volumes of members retired after a loss go (policy Delete) once every member is ready again (I3)."""
+    if spec.deletion_policy is not DeletionPolicy.DELETE or not all(m.ready for m in observed.members):
+        return []
+    if len(observed.members) < spec.replicas:
+        return []
+    return [
+        RetireMember(c.name, None, c.uid, delete_volume=True, why=f"retired volume {c.name}: its replacement is ready")
+        for c in observed.retired_claims
+        if not c.terminating
+    ]
+
+
+def rebalance(
+    spec: ReplicatedStoreSpec, observed: Observed, zones: Sequence[str], now: datetime, last_serial: int
+) -> tuple[list[Action], int]:
+    """Move one member towards the emptiest zone, as budgeted voluntary disruption: a new member there
+    first; the surplus is then retired from the fullest zone, only once everyone is ready (I1, I2)."""
+    if len(observed.members) != spec.replicas or not all(m.ready for m in observed.members):
+        return [], last_serial
+    stray = [m for m in observed.members if m.zone not in zones]
+    if skew(zones, observed.members) <= 1 and not stray:
+        return [], last_serial
+    target = place(zones, zone_counts(zones, observed.members), 1)[0]
+    snapshot, source_why = seed_for(spec, observed, now)
+    last_serial += 1
+    name = member_name(observed.store.name, last_serial)
+    why = f"zones unbalanced: a new member in {target} (seeded from {source_why}); the fullest zone gives one up next"
+    return [CreateMember(name, target, snapshot, why, reason="Rebalancing")], last_serial
+
+
+# ------------------------------------------------------------------------------------------------
 # Status
 
 
-def member_state(member: MemberView) -> MemberState:
+_ON_THE_WAY = frozenset({MemberState.PENDING, MemberState.RESTORING, MemberState.STARTING})
+
+
+def member_state(member: MemberView, observed: Observed | None = None) -> MemberState:
     pod, claim = member.pod, member.claim
     if claim is None or claim.lost:
         return MemberState.LOST
     if pod is not None and pod.terminating:
         return MemberState.UNAVAILABLE
+    if pod is not None and pod.node and observed is not None:
+        node = observed.node(pod.node)
+        if node is None or not node.ready:
+            return MemberState.UNAVAILABLE
     if pod is None:
         return MemberState.RESTORING if claim.seeded_from and claim.phase == "Pending" else MemberState.PENDING
     if pod.ready:
@@ -273,7 +605,7 @@ def member_statuses(observed: Observed, now: datetime) -> list[MemberStatus]:
     before = _previous(observed.status, "members")
     result = []
     for member in observed.members:
-        state = member_state(member)
+        state = member_state(member, observed)
         prior = before.get(member.name, {})
         since = prior.get("since") if prior.get("state") == state.value else None
         node = member.pod.node if member.pod else None
@@ -329,8 +661,9 @@ def build_status(
     revision: str | None = None,
     last_serial: int | None = None,
     notes: Sequence[str] = (),
+    records: Sequence[RecoveryRecord] = (),
 ) -> ReplicatedStoreStatus:
-    """Status in kstatus terms: Ready, Reconciling, Stalled, plus Degraded and ZonesBalanced."""
+    """Status in kstatus terms: Ready, Reconciling, Stalled, plus Degraded, ZonesBalanced and SnapshotsFresh."""
     members = member_statuses(observed, now)
     ready = [m for m in members if m.state is MemberState.READY]
     desired = spec.replicas if spec else len(members)
@@ -388,6 +721,9 @@ def build_status(
                 f"not ready: {', '.join(unready)}" if unready else message,
             ),
         ]
+    if spec is not None and spec.snapshots is not None:
+        fresh, why = snapshots_fresh(spec, observed, now)
+        conditions.append(cond(ConditionType.SNAPSHOTS_FRESH, fresh, "Fresh" if fresh else "Stale", why))
     conditions.append(
         cond(
             ConditionType.ZONES_BALANCED,
@@ -410,13 +746,52 @@ def build_status(
         zones=zone_list,
         members=members,
         last_serial=max(observed.last_serial, last_serial or 0),
-        snapshots=_keep(observed.status, "snapshots"),
+        snapshots=snapshot_status(observed),
+        last_recovery=records[-1] if records else recovery_progress(observed),
     )
 
 
-def _keep(status: Mapping[str, Any], key: str) -> Any:
-    """A status section this planner does not own, carried over unchanged."""
-    return status.get(key)
+def snapshot_status(observed: Observed) -> SnapshotStatus | None:
+    ready = [snap for snap in observed.snapshots if snap.ready and not snap.terminating]
+    if not observed.snapshots:
+        return None
+    latest = ready[-1] if ready else None
+    return SnapshotStatus(
+        latest=latest.name if latest else None, latest_time=latest.created if latest else None, count=len(ready)
+    )
+
+
+def snapshots_fresh(spec: ReplicatedStoreSpec, observed: Observed, now: datetime) -> tuple[bool, str]:
+    """Fresh while the newest ready snapshot is younger than two intervals."""
+    assert spec.snapshots is not None
+    interval = spec.snapshots.interval.total_seconds()
+    ready = [snap for snap in observed.snapshots if snap.ready and snap.created]
+    failure = next((snap for snap in reversed(observed.snapshots) if snap.failed), None)
+    failing = f"; last failure: {failure.name}: {failure.error}" if failure else ""
+    if not ready:
+        return False, "no ready snapshot yet" + failing
+    latest = ready[-1]
+    assert latest.created is not None
+    age = (now - latest.created).total_seconds()
+    if age < 2 * interval:
+        return True, f"latest snapshot {latest.name} is {age:.0f}s old (every {spec.snapshots.interval})"
+    return False, f"latest snapshot {latest.name} is {age:.0f}s old, more than twice the interval" + failing
+
+
+def recovery_progress(observed: Observed) -> RecoveryRecord | None:
+    """The last recovery, completed with when its replacement became ready."""
+    raw = observed.status.get("lastRecovery")
+    if not raw:
+        return None
+    record = RecoveryRecord.model_validate(raw)
+    if record.ready_at is not None or record.replacement is None:
+        return record
+    member = observed.member(record.replacement)
+    if member is None or not member.ready or member.pod is None or member.pod.ready_since is None:
+        return record
+    ready_at = max(member.pod.ready_since, record.started_at)
+    seconds = round((ready_at - record.started_at).total_seconds(), 3)
+    return record.model_copy(update={"ready_at": ready_at, "seconds": seconds})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -445,17 +820,40 @@ def plan(
     actions: list[Action] = []
     actions += ensure_children(spec, observed, has_ports)
     actions += finish_retirements(observed)
-    actions += heal_pods(observed)
-    scaling, last_serial, notes = scale(spec, observed, zones)
-    actions += scaling
+    placeable = [z for z in zones if z not in zone_outages(spec, observed, now)]
+    recovery, records, last_serial, notes = recover(spec, observed, now, zones, observed.last_serial)
+    replaced = frozenset(a.member for a in recovery if isinstance(a, RetireMember))
+    actions += heal_pods(observed, skip=replaced)
+    actions += recovery
+    if not recovery:
+        scaling, last_serial, scale_notes = scale(spec, observed, placeable, now, last_serial)
+        notes += scale_notes
+        actions += scaling
+        if not scaling and not notes:
+            moves, last_serial = rebalance(spec, observed, placeable, now, last_serial)
+            actions += moves
+    if not any(isinstance(a, (CreateMember, RetireMember)) for a in actions):
+        actions += prune_retired_volumes(spec, observed)
+    snapshot_actions, snapshot_due = take_snapshot(spec, observed, now)
+    actions += snapshot_actions
+    actions += prune_snapshots(spec, observed, now)
 
     retiring = {a.member for a in actions if isinstance(a, RetireMember)}
     peers = tuple(
         [m.name for m in observed.members if m.name not in retiring]
         + [a.member for a in actions if isinstance(a, CreateMember)]
     )
+    member_work = [a for a in actions if not isinstance(a, (Snapshot, DeleteSnapshot))]
     status = build_status(
-        spec, observed, now, zones=zones, busy=bool(actions), revision=revision, last_serial=last_serial, notes=notes
+        spec,
+        observed,
+        now,
+        zones=zones,
+        busy=bool(member_work),
+        revision=revision,
+        last_serial=last_serial,
+        notes=notes,
+        records=records,
     )
     if actions:
         requeue = REQUEUE_BUSY
@@ -463,7 +861,26 @@ def plan(
         requeue = REQUEUE_CONVERGING
     else:
         requeue = REQUEUE_STEADY
-    return Plan(tuple(actions), status, requeue, peers=peers, notes=tuple(notes))
+    requeue = min(requeue, max(snapshot_due, 0.5)) if snapshot_due is not None else requeue
+    requeue = min(requeue, next_deadline(spec, observed, now))
+    return Plan(tuple(actions), status, requeue, peers=peers, notes=tuple(notes), recoveries=tuple(records))
+
+
+def next_deadline(spec: ReplicatedStoreSpec, observed: Observed, now: datetime) -> float:
+    """Seconds until a grace period runs out (a node's, a zone's, a restore's): look again then."""
+    moments = []
+    member_grace = spec.recovery.member_failure_grace.total_seconds()
+    zone_grace = spec.recovery.zone_failure_grace.total_seconds()
+    for node in observed.nodes:
+        if node.not_ready_since is not None:
+            elapsed = (now - node.not_ready_since).total_seconds()
+            moments += [member_grace - elapsed, zone_grace - elapsed]
+    for member in observed.members:
+        claim = member.claim
+        if claim and claim.seeded_from and claim.phase == "Pending" and claim.created:
+            moments.append(restore_deadline(spec) - (now - claim.created).total_seconds())
+    future = [m for m in moments if m > 0]
+    return min(future) + 0.1 if future else REQUEUE_STEADY
 
 
 # ------------------------------------------------------------------------------------------------
