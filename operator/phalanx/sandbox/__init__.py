@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from phalanx import crd
 from phalanx import kube as k
 from phalanx.kube import Kube
-from phalanx.sandbox.controlplane import ControlPlane, ControlPlaneError, Process
+from phalanx.sandbox.controlplane import ControlPlane, ControlPlaneError, Process, free_port
 from phalanx.sandbox.faults import SimulatorHandle, wait_for
 
 __all__ = ["ControlPlaneError", "Sandbox", "SimulatorHandle", "wait_for"]
@@ -66,6 +67,29 @@ class Sandbox:
         process = Process(name=name, argv=argv, log_path=self.logs_dir / f"{name}.log", env=env)
         process.start()
         self.extra.append(process)
+        return process
+
+    def start_operator(self, **extra_env: str) -> Process:
+        """Install the ReplicatedStore CRD (generated from the models) and run ``python -m phalanx``."""
+        kube = self.kube()
+        kube.ensure(k.CRDS, crd.build())
+
+        def established() -> bool:
+            found = kube.find(k.CRDS, "replicatedstores.phalanx.dev") or {}
+            conditions = (found.get("status") or {}).get("conditions") or []
+            return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+        wait_for(established, "the ReplicatedStore CRD to be established")
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "PYTHONUNBUFFERED": "1",
+            "PHALANX_METRICS_PORT": str(free_port()),
+            "PHALANX_LIVENESS_PORT": "0",
+            **extra_env,
+        }
+        process = self.spawn("operator", [sys.executable, "-m", "phalanx"], env=env)
+        self.timings["metrics_port"] = float(env["PHALANX_METRICS_PORT"])
         return process
 
     def _start_simulator(self) -> None:

@@ -55,11 +55,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         sandbox.start()
         if args.operator:
-            sandbox.spawn(
-                "operator",
-                [sys.executable, "-m", "phalanx"],
-                env={**os.environ, "KUBECONFIG": str(sandbox.kubeconfig), "PYTHONUNBUFFERED": "1"},
-            )
+            sandbox.start_operator()
         shutil.copyfile(sandbox.kubeconfig, directory / "kubeconfig")
         state = {"pid": os.getpid(), "ready": True, "timings": sandbox.timings, "logs": str(sandbox.logs_dir)}
         state_file.write_text(json.dumps(state))
@@ -107,6 +103,8 @@ def cmd_up(args: argparse.Namespace) -> int:
                 total, plane = timings.get("total", 0), timings.get("control_plane", 0)
                 print(f"sandbox up in {total:.1f}s (control plane {plane:.1f}s)")
                 print(f"kubeconfig: {directory / 'kubeconfig'}   logs: {state.get('logs')}")
+                if timings.get("metrics_port"):
+                    print(f"operator metrics: http://127.0.0.1:{int(timings['metrics_port'])}/metrics")
                 print(f"try: kubectl --kubeconfig {directory / 'kubeconfig'} get nodes -L topology.kubernetes.io/zone")
                 return 0
             print(state.get("error", "sandbox failed"), file=sys.stderr)

@@ -39,6 +39,8 @@ from pathlib import Path
 from phalanx import kube as k
 from phalanx.kube import ApiError, Informer, Kube, Obj
 from phalanx.sandbox.names import (
+    CATCH_UP_FROM,
+    CATCH_UP_RATE,
     CRASH,
     DATA,
     DRIVER,
@@ -165,6 +167,7 @@ class Simulator:
         self.pod_crash: dict[str, str] = {}  # pod uid -> last crash annotation handled
         self.event_sent: dict[str, float] = {}  # rate limit of Warning events
         self.snapshot_bound: dict[str, float] = {}  # snapshot uid -> when its content was made
+        self.caught_up_at: dict[str, float] = {}  # pod uid -> when it has copied what its peers hold
         self._reconcilers: dict[str, Callable[[str], None]] = {
             "nodes": self.reconcile_node,
             "pods": self.reconcile_pod,
@@ -497,6 +500,8 @@ class Simulator:
         lost = [c for c in _claims(pod) if self._claim_lost(namespace, c)]
         delay = self._ready_after(pod) - (moment - self.pod_seen[uid] if uid in self.pod_seen else moment - first)
         want_ready = not lost and crash != "loop"
+        if want_ready and delay <= 0 and not _pod_ready(pod):
+            delay = self._catch_up(pod, moment)
         if want_ready and delay > 0:
             if pod["status"].get("phase") != "Running":
                 self._set_pod_status(pod, ready=False)
@@ -505,6 +510,51 @@ class Simulator:
         if _pod_ready(pod) != want_ready or pod["status"].get("phase") != "Running":
             message = f"volume lost: {', '.join(lost)}" if lost else ""
             self._set_pod_status(pod, ready=want_ready, message=message)
+
+    def _catch_up(self, pod: Obj, moment: float) -> float:
+        """Seconds left copying from peers: the bytes its volume lacks over the pod's copy rate.
+
+        Decided once, when the pod has started; when done, its volume holds what the fullest peer
+        holds (the delta was copied), which is how tests see a member catch up.
+        """
+        notes = pod["metadata"].get("annotations") or {}
+        label, rate = notes.get(CATCH_UP_FROM), float(notes.get(CATCH_UP_RATE) or 0)
+        if not label or rate <= 0:
+            return 0.0
+        uid = pod["metadata"]["uid"]
+        if uid not in self.caught_up_at:
+            own, best = self._volume(pod), self._fullest_peer(pod, label)
+            missing = max(0, best.get("bytes", 0) - own.get("bytes", 0)) if best else 0
+            self.caught_up_at[uid] = moment + missing / rate
+        left = self.caught_up_at[uid] - moment
+        if left <= 0:
+            best = self._fullest_peer(pod, label)
+            pv = self._pv_of(pod)
+            if best and pv is not None and volume_data(pv) != best:
+                self.kube.patch(k.PVS, pv["metadata"]["name"], {"metadata": {"annotations": {DATA: json.dumps(best)}}})
+        return left
+
+    def _pv_of(self, pod: Obj) -> Obj | None:
+        claims = _claims(pod)
+        pvc = self.cache("persistentvolumeclaims", f"{pod['metadata']['namespace']}/{claims[0]}") if claims else None
+        volume = (pvc or {}).get("spec", {}).get("volumeName")
+        return self.cache("persistentvolumes", volume) if volume else None
+
+    def _volume(self, pod: Obj) -> dict[str, int]:
+        return volume_data(self._pv_of(pod))
+
+    def _fullest_peer(self, pod: Obj, label: str) -> dict[str, int] | None:
+        value = (pod["metadata"].get("labels") or {}).get(label)
+        peers = [
+            p
+            for p in self.informers["pods"].values()
+            if p["metadata"]["namespace"] == pod["metadata"]["namespace"]
+            and p["metadata"]["uid"] != pod["metadata"]["uid"]
+            and (p["metadata"].get("labels") or {}).get(label) == value
+            and _pod_ready(p)
+        ]
+        volumes = [self._volume(p) for p in peers]
+        return max(volumes, key=lambda d: (d.get("bytes", 0), d.get("seq", 0))) if volumes else None
 
     def _ready_after(self, pod: Obj) -> float:
         raw = (pod["metadata"].get("annotations") or {}).get(READY_AFTER)
