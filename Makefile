@@ -35,8 +35,8 @@ unit: venv
 	$(PY) -m pytest -m 'not cluster' $(PYTEST_ARGS)
 
 lint: venv
-	$(VENV)/bin/ruff check operator tests
-	$(VENV)/bin/ruff format --check operator tests
+	$(VENV)/bin/ruff check operator tests benchmarks
+	$(VENV)/bin/ruff format --check operator tests benchmarks
 
 typecheck: venv
 	$(VENV)/bin/mypy

@@ -52,7 +52,8 @@ ENV_ZONE: Final = "PHALANX_ZONE"
 ENV_PEERS: Final = "PHALANX_PEERS"
 ENV_SEEDED_FROM: Final = "PHALANX_SEEDED_FROM"
 
-_MEMBER_RE: Final = re.compile(r"^(?P<store>.+)-(?P<serial>[0-9]+)$")
+_MEMBER_RE: Final = re.compile(r"^(?P<store>.+)-(?P<serial>[1-9][0-9]*)$")
+"""Serials are canonical (no leading zero) and start at 1: "orders-01" is nobody's name."""
 
 
 def member_name(store: str, serial: int) -> str:

@@ -591,6 +591,10 @@ def member_state(member: MemberView, observed: Observed | None = None) -> Member
         return MemberState.RESTORING if claim.seeded_from and claim.phase == "Pending" else MemberState.PENDING
     if pod.ready:
         return MemberState.READY
+    if observed is not None:  # a member that was serving and stopped is Unavailable, not new
+        prior = _previous(observed.status, "members").get(member.name, {}).get("state")
+        if prior in (MemberState.READY.value, MemberState.UNAVAILABLE.value):
+            return MemberState.UNAVAILABLE
     return MemberState.STARTING if pod.phase == "Pending" or pod.ready_since is None else MemberState.UNAVAILABLE
 
 
@@ -822,16 +826,17 @@ def plan(
     actions += finish_retirements(observed)
     placeable = [z for z in zones if z not in zone_outages(spec, observed, now)]
     recovery, records, last_serial, notes = recover(spec, observed, now, zones, observed.last_serial)
-    replaced = frozenset(a.member for a in recovery if isinstance(a, RetireMember))
-    actions += heal_pods(observed, skip=replaced)
-    actions += recovery
+    membership: list[Action] = list(recovery)
     if not recovery:
         scaling, last_serial, scale_notes = scale(spec, observed, placeable, now, last_serial)
         notes += scale_notes
-        actions += scaling
+        membership += scaling
         if not scaling and not notes:
             moves, last_serial = rebalance(spec, observed, placeable, now, last_serial)
-            actions += moves
+            membership += moves
+    leaving = frozenset(a.member for a in membership if isinstance(a, RetireMember))
+    actions += heal_pods(observed, skip=leaving)  # a member on its way out needs no new pod
+    actions += membership
     if not any(isinstance(a, (CreateMember, RetireMember)) for a in actions):
         actions += prune_retired_volumes(spec, observed)
     snapshot_actions, snapshot_due = take_snapshot(spec, observed, now)
