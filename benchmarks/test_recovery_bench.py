@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import Operator
-from tests.integration.test_operator import store, wait_ready
-from tests.integration.test_recovery import snapshot_now, write_all
 
 from phalanx import kube as k
 from phalanx import names
 from phalanx.kube import Kube, Obj
 from phalanx.sandbox import SimulatorHandle, wait_for
+from tests.conftest import Operator
+from tests.integration.test_operator import store, wait_ready
+from tests.integration.test_recovery import snapshot_now, write_all
 
 GB = 10**9
 RATE = GB  # bytes per second a member copies from its peers
