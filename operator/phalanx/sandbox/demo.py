@@ -43,8 +43,11 @@ def member_table(kube: Kube, name: str) -> str:
     by_zone: dict[str, list[str]] = {}
     for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
         ready = any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions") or [])
+        state = "ready" if ready else "starting"
+        if pod["metadata"].get("deletionTimestamp"):
+            state = "retired, terminating on its dead node"
         zone = pod["metadata"]["labels"].get(names.ZONE_LABEL, "?")
-        by_zone.setdefault(zone, []).append(f"{pod['metadata']['name']}({'ready' if ready else 'starting'})")
+        by_zone.setdefault(zone, []).append(f"{pod['metadata']['name']}({state})")
     return "  ".join(f"{zone}: {', '.join(members)}" for zone, members in sorted(by_zone.items()))
 
 
