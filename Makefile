@@ -40,6 +40,7 @@ lint: venv
 
 typecheck: venv
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy tests benchmarks
 
 check: lint typecheck
 

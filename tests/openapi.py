@@ -58,11 +58,12 @@ def _default(schema: Mapping[str, Any], value: Any) -> None:
 def cel_violations(schema: Mapping[str, Any], value: Any, path: str = "") -> list[tuple[str, str]]:
     """(path, message) of every CEL rule that `value` breaks; the value should be defaulted first."""
     import celpy  # only the tests that evaluate CEL need it
+    from celpy.adapter import json_to_cel
 
     found = []
     for node, node_value, node_path in _walk(schema, value, path):
         for rule in node.get("x-kubernetes-validations", []):
-            result = _cel_program(rule["rule"]).evaluate({"self": celpy.json_to_cel(node_value)})
+            result = _cel_program(rule["rule"]).evaluate({"self": json_to_cel(node_value)})
             if not (isinstance(result, celpy.celtypes.BoolType) and bool(result)):
                 found.append((node_path, rule["message"]))
     return found

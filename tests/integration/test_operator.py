@@ -117,9 +117,9 @@ def test_store_converges_spread_over_zones_with_status_columns_events(
     table = cluster.kubectl("get", "-n", namespace, "rstore", "orders").stdout.split("\n")
     assert table[0].split()[:4] == ["NAME", "READY", "ZONES", "PHASE"]
     assert table[1].split()[:4] == ["orders", "6/6", "3/3", "Ready"]
-    assert kube.find(k.SERVICES, "orders-peers", namespace)["spec"]["clusterIP"] == "None"
+    assert kube.get(k.SERVICES, "orders-peers", namespace)["spec"]["clusterIP"] == "None"
     assert kube.find(k.SERVICES, "orders", namespace) is not None
-    assert kube.find(PDBS, "orders", namespace)["spec"]["maxUnavailable"] == 1
+    assert kube.get(PDBS, "orders", namespace)["spec"]["maxUnavailable"] == 1
     events = [e for e in kube.items(k.EVENTS, namespace) if e["involvedObject"]["name"] == "orders"]
     assert Counter(e["reason"] for e in events)["MemberCreated"] == 6
 

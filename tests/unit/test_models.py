@@ -177,7 +177,7 @@ def test_wire_names_are_camel_case_and_python_names_snake_case() -> None:
 
 
 def test_durations_can_be_given_as_timedelta_in_python() -> None:
-    snapshots = SnapshotSpec(interval=timedelta(minutes=15))  # type: ignore[arg-type]
+    snapshots = SnapshotSpec(interval=timedelta(minutes=15))
     assert isinstance(snapshots.interval, Duration)
     assert snapshots.to_wire()["interval"] == "15m"
 

@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from phalanx import kube as k
 from phalanx.kube import Kube, Obj
@@ -30,10 +30,12 @@ from phalanx.sandbox.names import (
 T = TypeVar("T")
 
 
-def wait_for(probe: Callable[[], T | None], what: str, timeout: float = 30.0, interval: float = 0.1) -> T:
+def wait_for(
+    probe: Callable[[], T | Literal[False] | None], what: str, timeout: float = 30.0, interval: float = 0.1
+) -> T:
     """Poll ``probe`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    last: T | None = None
+    last: T | Literal[False] | None = None
     while time.monotonic() < deadline:
         last = probe()
         if last:
