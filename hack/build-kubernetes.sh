@@ -27,7 +27,8 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/phalanx-kube-build.XXXXXX")
-cleanup() { rm -rf "$WORK"; }
+STAGE=""
+cleanup() { rm -rf "$WORK"; [ -z "$STAGE" ] || rm -rf "$STAGE"; }
 trap 'rc=$?; cleanup; [ $rc -eq 0 ] || printf "[build-kubernetes] FAILED at step: %s (exit %s)\n" "${STEP:-start}" "$rc" >&2' EXIT
 
 step "install toolchain (golang-go, reflect2 1.0.2, make, rsync, dpkg-dev)"
@@ -80,5 +81,6 @@ for b in "${BINARIES[@]}"; do cp "$WORK/src/_output/local/go/bin/$b" "$STAGE/$b"
 "$STAGE/kube-apiserver" --version
 rm -rf "$DEST"
 mv "$STAGE" "$DEST"
+STAGE=""
 step "done"
 echo "[build-kubernetes] built: $DEST"
