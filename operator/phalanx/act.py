@@ -21,6 +21,7 @@ from phalanx import kube as k
 from phalanx.kube import ApiError, Kube, Resource
 from phalanx.models import ReplicatedStoreSpec
 from phalanx.names import (
+    FIELD_MANAGER,
     FINAL_LABEL,
     REPLACES_ANNOTATION,
     RETAINED_ANNOTATION,
@@ -90,7 +91,7 @@ class Actor:
 
     @classmethod
     def connect(cls) -> Actor:
-        kube = Kube(k.load_default_client(), on_write=_count_write)
+        kube = Kube(k.load_default_client(), on_write=_count_write, field_manager=FIELD_MANAGER)
         pdb = k.PDB_V1 if k.served(kube, "policy/v1") else k.PDB_V1BETA1
         return cls(kube, pdb)
 

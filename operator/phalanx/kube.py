@@ -116,9 +116,16 @@ def load_default_client() -> kubernetes.client.ApiClient:
 class Kube:
     """get/list/create/patch/delete/watch on dicts, for any Resource."""
 
-    def __init__(self, api_client: kubernetes.client.ApiClient, on_write: WriteObserver | None = None) -> None:
+    def __init__(
+        self,
+        api_client: kubernetes.client.ApiClient,
+        on_write: WriteObserver | None = None,
+        field_manager: str | None = None,
+    ) -> None:
         self.api_client = api_client
         self.on_write = on_write
+        self.field_manager = field_manager
+        """Sent with every create, update and patch, so managedFields name the writer."""
 
     @classmethod
     def from_kubeconfig(cls, kubeconfig: str) -> Kube:
@@ -136,6 +143,8 @@ class Kube:
         stream: bool = False,
     ) -> Any:
         url = self.api_client.configuration.host + path
+        if self.field_manager and method in ("POST", "PUT", "PATCH"):
+            query = {**(query or {}), "fieldManager": self.field_manager}
         if query:
             url += "?" + urlencode(query)
         headers = {"Accept": "application/json", "Content-Type": content_type}

@@ -96,6 +96,7 @@ def test_store_converges_spread_over_zones_with_status_columns_events(
         assert node["metadata"]["labels"]["topology.kubernetes.io/zone"] == pod["metadata"]["labels"][names.ZONE_LABEL]
         env = {e["name"]: e.get("value", "") for e in pod["spec"]["containers"][0]["env"]}
         assert env["PHALANX_MEMBER"] == pod["metadata"]["name"]
+        assert {f["manager"] for f in pod["metadata"]["managedFields"]} >= {"phalanx"}
         assert env["PHALANX_SEEDED_FROM"] == ""
         assert "orders-1.orders-peers." in env["PHALANX_PEERS"]
     claims = member_claims(kube, namespace, "orders")
