@@ -1,0 +1,373 @@
+"""A tiny in-memory cluster for the planner's tests: raw children, and what a Plan makes of them.
+
+Tests build a world of nodes, member pods, claims and snapshots in the shape the API server returns
+them (and Kopf's indexes hand to ``observe``), observe it as the handlers do (``observed``), plan at
+the world's time (``World.now``), and carry the plan out with ``apply``: the state that act's
+idempotent writes leave in a real cluster, with no API server. ``make_ready`` plays the kubelet, the
+volume provisioner and the snapshot controller. Pure: every function returns a new world; the raw
+dicts of a world are never changed in place. Time stands still unless a test moves ``World.clock``.
+
+``apply`` does not raise on an action the cluster would refuse or ignore (a create of something that
+exists, a delete of something gone or of a successor with another uid): act tolerates those too. It
+records them in ``World.rejected`` instead, so that a test can assert a plan never wastes a write.
+An action kind it does not know fails loudly: teach it here when the planner learns a new one.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from phalanx import names
+from phalanx.models import ReplicatedStoreSpec
+from phalanx.names import StoreRef
+from phalanx.observe import Observed, observe
+from phalanx.plan import (
+    CreateMember,
+    CreatePod,
+    DeletePod,
+    DeleteSnapshot,
+    EnsureChild,
+    Plan,
+    RetireMember,
+    Snapshot,
+)
+
+Raw = dict[str, Any]
+
+STORE = StoreRef(name="orders", namespace="data", uid="5d1c0a57-0000-4000-8000-00000000cafe")
+EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
+"""Time zero: timestamps are EPOCH plus a number of seconds."""
+START = 3600
+"""Seconds after EPOCH at which a new world's clock stands, so that objects can be made in its past."""
+
+
+def stamp(seconds: int = 0) -> str:
+    """An API timestamp (RFC 3339, whole seconds, Z) ``seconds`` after EPOCH."""
+    return (EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def store_spec(replicas: int = 3, zones: list[str] | None = None, **wire: Any) -> ReplicatedStoreSpec:
+    """A small valid spec; ``wire`` adds spec fields as users write them (camelCase)."""
+    body: dict[str, Any] = {
+        "replicas": replicas,
+        "template": {"spec": {"containers": [{"name": "store", "image": "example/store:1.0"}]}},
+        "storage": {"size": "1Gi"},
+        **wire,
+    }
+    if zones is not None:
+        body["zones"] = zones
+    return ReplicatedStoreSpec.model_validate(body)
+
+
+# ------------------------------------------------------------------------------------------------
+# Builders of raw objects
+
+
+def node(
+    name: str,
+    zone: str | None,
+    *,
+    ready: bool = True,
+    since: int = 0,
+    unschedulable: bool = False,
+    taints: Iterable[Mapping[str, str]] = (),
+) -> Raw:
+    """A Node: its zone label, Ready condition (changed at ``since``), cordon flag and taints."""
+    labels = {names.NODE_ZONE_LABEL: zone} if zone is not None else {}
+    spec: Raw = {}
+    if unschedulable:
+        spec["unschedulable"] = True
+    if taints:
+        spec["taints"] = [dict(t) for t in taints]
+    condition = {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": stamp(since)}
+    return {"metadata": {"name": name, "labels": labels}, "spec": spec, "status": {"conditions": [condition]}}
+
+
+def pod(
+    member: str,
+    zone: str,
+    *,
+    store: str = STORE.name,
+    uid: str | None = None,
+    phase: str = "Running",
+    ready: bool = False,
+    ready_at: int = 0,
+    node_name: str | None = None,
+    terminating: bool = False,
+    revision: str | None = None,
+    created: int = 0,
+) -> Raw:
+    """A member's Pod, named after its member and labelled with store, member and zone."""
+    labels = {names.STORE_LABEL: store, names.MEMBER_LABEL: member, names.ZONE_LABEL: zone}
+    if revision is not None:
+        labels[names.REVISION_LABEL] = revision
+    metadata: Raw = {
+        "name": member,
+        "uid": uid or f"pod-{member}",
+        "labels": labels,
+        "creationTimestamp": stamp(created),
+    }
+    if terminating:
+        metadata["deletionTimestamp"] = stamp(created + 1)
+    status: Raw = {"phase": phase}
+    if phase != "Pending" or ready:
+        status["conditions"] = [
+            {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": stamp(ready_at)}
+        ]
+    spec: Raw = {"nodeName": node_name} if node_name else {}
+    return {"metadata": metadata, "spec": spec, "status": status}
+
+
+def claim(
+    member: str,
+    zone: str,
+    *,
+    store: str = STORE.name,
+    uid: str | None = None,
+    phase: str = "Bound",
+    volume: str | None = None,
+    retired: bool = False,
+    seeded_from: str | None = None,
+    terminating: bool = False,
+    created: int = 0,
+) -> Raw:
+    """A member's PersistentVolumeClaim; a Bound or Lost one names a volume (``pv-<member>`` unless told)."""
+    labels = {names.STORE_LABEL: store, names.MEMBER_LABEL: member, names.ZONE_LABEL: zone}
+    if retired:
+        labels[names.RETIRED_LABEL] = "true"
+    metadata: Raw = {
+        "name": member,
+        "uid": uid or f"pvc-{member}",
+        "labels": labels,
+        "creationTimestamp": stamp(created),
+    }
+    if seeded_from:
+        metadata["annotations"] = {names.SEEDED_FROM_ANNOTATION: seeded_from}
+    if terminating:
+        metadata["deletionTimestamp"] = stamp(created + 1)
+    spec: Raw = {}
+    if volume or phase in ("Bound", "Lost"):  # a Lost claim still names the volume that vanished
+        spec["volumeName"] = volume or f"pv-{member}"
+    return {"metadata": metadata, "spec": spec, "status": {"phase": phase}}
+
+
+def volume_snapshot(
+    name: str, member: str, zone: str, *, store: str = STORE.name, uid: str | None = None, created: int = 0
+) -> Raw:
+    """A VolumeSnapshot of a member's volume, just taken: not ready to use yet."""
+    labels = {names.STORE_LABEL: store, names.MEMBER_LABEL: member, names.ZONE_LABEL: zone}
+    metadata: Raw = {"name": name, "uid": uid or f"snap-{name}", "labels": labels, "creationTimestamp": stamp(created)}
+    return {"metadata": metadata, "spec": {}, "status": {"readyToUse": False}}
+
+
+# ------------------------------------------------------------------------------------------------
+# The world
+
+
+@dataclass(frozen=True)
+class World:
+    """One store's children and the cluster's nodes, at one moment."""
+
+    store: StoreRef = STORE
+    nodes: tuple[Raw, ...] = ()
+    pods: tuple[Raw, ...] = ()
+    claims: tuple[Raw, ...] = ()
+    snapshots: tuple[Raw, ...] = ()
+    children: frozenset[str] = frozenset()
+    """The Services and PodDisruptionBudget that exist, as the handlers' indexes name them: ``kind/name``."""
+    clock: int = START
+    """Seconds since EPOCH: the world's present."""
+    writes: int = 0
+    """Every apply counts one: new objects get uids that a successor of the same name never shares."""
+    rejected: tuple[str, ...] = field(default=())
+    """Actions the cluster would have refused or ignored: a plan that wastes a write is visible here."""
+
+    @property
+    def now(self) -> datetime:
+        return EPOCH + timedelta(seconds=self.clock)
+
+    def pod(self, member: str) -> Raw | None:
+        return next((p for p in self.pods if p["metadata"]["name"] == member), None)
+
+    def pods_per_member(self) -> Counter[str]:
+        return Counter(p["metadata"]["labels"][names.MEMBER_LABEL] for p in self.pods)
+
+
+def nodes_in(zones: Iterable[str], per_zone: int = 1) -> tuple[Raw, ...]:
+    """Healthy, schedulable nodes: ``per_zone`` in every zone, named ``node-<zone>-<i>``."""
+    return tuple(node(f"node-{zone}-{i}", zone) for zone in zones for i in range(per_zone))
+
+
+def empty_world(zones: Iterable[str] = ("zone-a", "zone-b", "zone-c"), *, extra_nodes: Iterable[Raw] = ()) -> World:
+    """A cluster with a healthy node in every zone and nothing of the store yet."""
+    return World(nodes=nodes_in(zones) + tuple(extra_nodes))
+
+
+def with_members(world: World, *members: tuple[int, str], ready: bool = True) -> World:
+    """Members ``(serial, zone)``: a bound claim and a pod running on ``node-<zone>-0`` (ready unless told)."""
+    pods, claims = list(world.pods), list(world.claims)
+    for serial, zone in members:
+        name = names.member_name(world.store.name, serial)
+        pods.append(pod(name, zone, ready=ready, node_name=f"node-{zone}-0", created=serial))
+        claims.append(claim(name, zone, created=serial))
+    return replace(world, pods=tuple(pods), claims=tuple(claims))
+
+
+def observed(world: World, status: Mapping[str, Any] | None = None, generation: int = 1) -> Observed:
+    """The world as the planner sees it, observed exactly as the handlers do."""
+    return observe(
+        world.store,
+        generation,
+        dict(status or {}),
+        pods=world.pods,
+        claims=world.claims,
+        nodes=world.nodes,
+        children=world.children,
+        snapshots=world.snapshots,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Carrying out a plan
+
+
+def apply(world: World, plan: Plan) -> World:
+    """The world after act has carried out every action of ``plan``, in order, as act does."""
+    writes = world.writes + 1
+    now = world.clock
+    pods = {p["metadata"]["name"]: p for p in world.pods}
+    claims = {c["metadata"]["name"]: c for c in world.claims}
+    snapshots = {s["metadata"]["name"]: s for s in world.snapshots}
+    children = set(world.children)
+    rejected = list(world.rejected)
+
+    def create(objects: dict[str, Raw], name: str, what: str, made: Raw) -> None:
+        if name in objects:
+            rejected.append(f"create {what} {name}: exists")
+        else:
+            objects[name] = made
+
+    def delete(objects: dict[str, Raw], name: str, uid: str, what: str) -> None:
+        found = objects.get(name)
+        if found is None or found["metadata"]["uid"] != uid:
+            rejected.append(f"delete {what} {name} (uid {uid}): gone")
+        else:
+            del objects[name]
+
+    def new_pod(member: str, zone: str) -> Raw:
+        return pod(member, zone, uid=f"pod-{member}-{writes}", phase="Pending", created=now)
+
+    for action in plan.actions:
+        match action:
+            case EnsureChild(child=child, name=name):
+                key = f"{child}/{name}"
+                if key in children:
+                    rejected.append(f"create {key}: exists")
+                children.add(key)
+            case CreateMember(member=member, zone=zone, snapshot=snapshot):
+                made = claim(
+                    member, zone, uid=f"pvc-{member}-{writes}", phase="Pending", seeded_from=snapshot, created=now
+                )
+                create(claims, member, "claim", made)
+                create(pods, member, "pod", new_pod(member, zone))
+            case CreatePod(member=member, zone=zone):
+                create(pods, member, "pod", new_pod(member, zone))
+                if member not in claims:
+                    rejected.append(f"create pod {member}: its claim does not exist")
+            case DeletePod(member=member, uid=uid):
+                delete(pods, member, uid, "pod")
+            case RetireMember(member=member, pod_uid=pod_uid, claim_uid=claim_uid, delete_volume=delete_volume):
+                if claim_uid is not None:  # act marks the claim retired (by name) before anything else
+                    if member in claims:
+                        retired = copy.deepcopy(claims[member])
+                        retired["metadata"]["labels"][names.RETIRED_LABEL] = "true"
+                        claims[member] = retired
+                    else:
+                        rejected.append(f"retire claim {member}: gone")
+                if pod_uid is not None:
+                    delete(pods, member, pod_uid, "pod")
+                if delete_volume and claim_uid is not None:
+                    delete(claims, member, claim_uid, "claim")
+            case Snapshot(member=member, zone=zone, name=name):
+                create(
+                    snapshots, name, "snapshot", volume_snapshot(name, member, zone, uid=f"snap-{writes}", created=now)
+                )
+            case DeleteSnapshot(name=name, uid=uid):
+                delete(snapshots, name, uid, "snapshot")
+            case _:
+                raise TypeError(f"world.apply does not know {type(action).__name__}: teach it")
+    return replace(
+        world,
+        pods=tuple(pods.values()),
+        claims=tuple(claims.values()),
+        snapshots=tuple(snapshots.values()),
+        children=frozenset(children),
+        writes=writes,
+        rejected=tuple(rejected),
+    )
+
+
+def make_ready(world: World) -> World:
+    """Every claim bound, every snapshot ready, every pod running and ready on a node of its zone."""
+    pods = []
+    for raw in world.pods:
+        if raw["metadata"].get("deletionTimestamp"):
+            pods.append(raw)
+            continue
+        ready = copy.deepcopy(raw)
+        zone = ready["metadata"]["labels"][names.ZONE_LABEL]
+        ready["spec"]["nodeName"] = ready["spec"].get("nodeName") or f"node-{zone}-0"
+        if not any(c["status"] == "True" for c in ready["status"].get("conditions") or []):
+            ready["status"] = {
+                "phase": "Running",
+                "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": stamp(world.clock)}],
+            }
+        pods.append(ready)
+    claims = []
+    for raw in world.claims:
+        bound = copy.deepcopy(raw)
+        if bound["status"]["phase"] == "Pending":
+            bound["status"]["phase"] = "Bound"
+            bound["spec"]["volumeName"] = f"pv-{raw['metadata']['name']}"
+        claims.append(bound)
+    snapshots = []
+    for raw in world.snapshots:
+        taken = copy.deepcopy(raw)
+        taken["status"] = {"readyToUse": True, "creationTime": raw["metadata"]["creationTimestamp"]}
+        snapshots.append(taken)
+    return replace(world, pods=tuple(pods), claims=tuple(claims), snapshots=tuple(snapshots))
+
+
+def make_unready(world: World, members: Iterable[str]) -> World:
+    """The named members' pods keep running but fail their readiness probe from now on."""
+    unready = set(members)
+    pods = []
+    for raw in world.pods:
+        if raw["metadata"]["name"] in unready and not raw["metadata"].get("deletionTimestamp"):
+            raw = copy.deepcopy(raw)
+            raw["status"] = {
+                "phase": "Running",
+                "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": stamp(world.clock)}],
+            }
+        pods.append(raw)
+    return replace(world, pods=tuple(pods))
+
+
+def zones_down(world: World, zones: Iterable[str]) -> World:
+    """The nodes of ``zones`` stop reporting (NotReady from now on); every other node is Ready. Their
+    pods keep their last reported status, as they do until the node controller marks them."""
+    down = set(zones)
+    nodes = []
+    for raw in world.nodes:
+        changed = copy.deepcopy(raw)
+        ready = raw["metadata"]["labels"].get(names.NODE_ZONE_LABEL) not in down
+        changed["status"] = {
+            "conditions": [{"type": "Ready", "status": str(ready), "lastTransitionTime": stamp(world.clock)}]
+        }
+        nodes.append(changed)
+    return replace(world, nodes=tuple(nodes))
