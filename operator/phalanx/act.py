@@ -27,6 +27,7 @@ from phalanx.names import (
     RETAINED_ANNOTATION,
     RETIRED_LABEL,
     SNAPSHOT_REQUEST,
+    STORE_UID_LABEL,
     StoreRef,
 )
 from phalanx.plan import (
@@ -139,7 +140,8 @@ class Actor:
             case RetireMember(member=member, pod_uid=pod_uid, claim_uid=claim_uid, delete_volume=delete_volume):
                 if claim_uid is not None:  # first, so that an interrupted retirement is never taken for a loss
                     self.kube.patch(k.PVCS, member, {"metadata": {"labels": {RETIRED_LABEL: "true"}}}, ns)
-                if pod_uid is not None:
+                if pod_uid is not None:  # marked too: its claim may vanish from view before it does
+                    self.kube.patch(k.PODS, member, {"metadata": {"labels": {RETIRED_LABEL: "true"}}}, ns)
                     self.kube.delete(k.PODS, member, ns, uid=pod_uid)
                 if delete_volume and claim_uid is not None:
                     self.kube.delete(k.PVCS, member, ns, uid=claim_uid)
@@ -147,6 +149,7 @@ class Actor:
                 self._ensure_child(store, spec, child)
             case Snapshot(member=member, zone=zone, name=name, request=request):
                 manifest = build.volume_snapshot(store, spec, member, zone, name)
+                manifest["metadata"]["labels"][STORE_UID_LABEL] = store.uid
                 if request is not None:
                     manifest["metadata"].setdefault("annotations", {})[SNAPSHOT_REQUEST] = request
                 self.kube.ensure(k.SNAPSHOTS, manifest, ns)
@@ -171,11 +174,19 @@ class Actor:
         """The final snapshots that exist, and whether each is ready to use."""
         found = {}
         for member in members:
-            name = final_snapshot_name(member)
+            name = final_snapshot_name(member, store.uid)
             snapshot = self.kube.find(k.SNAPSHOTS, name, store.namespace)
             if snapshot is not None:
                 found[name] = bool((snapshot.get("status") or {}).get("readyToUse"))
         return found
+
+    def _pin_volume(self, namespace: str, claim: str) -> None:
+        """The bound PersistentVolume outlives its claim: reclaim policy Retain. Without it, deleting
+        the namespace (which deletes the claims) would let the provisioner delete the data."""
+        pvc = self.kube.find(k.PVCS, claim, namespace)
+        volume = (pvc or {}).get("spec", {}).get("volumeName")
+        if volume:
+            self.kube.patch(k.PVS, volume, {"spec": {"persistentVolumeReclaimPolicy": "Retain"}})
 
     def finalize(self, store: StoreRef, spec: ReplicatedStoreSpec | None, actions: list[FinalAction]) -> list[Outcome]:
         outcomes = []
@@ -194,6 +205,7 @@ class Actor:
             case DeletePod(member=member, uid=uid):
                 self.kube.delete(k.PODS, member, ns, uid=uid)
             case KeepVolume(member=member):
+                self._pin_volume(ns, member)
                 stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
                 self.kube.patch(k.PVCS, member, {"metadata": {"annotations": {RETAINED_ANNOTATION: stamp}}}, ns)
             case DeleteVolume(member=member, uid=uid):

@@ -47,7 +47,10 @@ StoreKey = tuple[str, str]  # (namespace, store)
 
 
 class Runtime:
-    """Process-wide state: the writer, per-store wake-up events and the last seen node health."""
+    """Process-wide state: the writer, per-store wake-up events and the last seen node health.
+
+    Only touched from the event loop: the handlers that wake stores are ``async`` for that reason
+    (Kopf runs plain functions in worker threads, where ``asyncio.Event.set`` is not safe)."""
 
     def __init__(self) -> None:
         self.actor: Actor | None = None
@@ -151,18 +154,18 @@ def phalanx_nodes(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
 @kopf.on.event("services", labels={names.STORE_LABEL: kopf.PRESENT})
 @kopf.on.event("policy", "poddisruptionbudgets", labels={names.STORE_LABEL: kopf.PRESENT})
 @kopf.on.event("snapshot.storage.k8s.io", "volumesnapshots", labels={names.STORE_LABEL: kopf.PRESENT})
-def child_changed(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
+async def child_changed(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
     RUNTIME.wake(_store_key(namespace, labels))
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def store_changed(name: str, namespace: str | None, **_: Any) -> None:
+async def store_changed(name: str, namespace: str | None, **_: Any) -> None:
     """A spec edit (or our own status write) reaches the daemon at once; the plan decides if it matters."""
     RUNTIME.wake((namespace or "", name))
 
 
 @kopf.on.event("nodes")
-def node_changed(name: str, body: kopf.Body, type: str | None, **_: Any) -> None:
+async def node_changed(name: str, body: kopf.Body, type: str | None, **_: Any) -> None:
     health = NodeView.of(dict(body))
     if type == "DELETED":
         RUNTIME.node_health.pop(name, None)
@@ -277,15 +280,16 @@ def record(ref: StoreRef, plan_: Plan, desired: int, previous: Mapping[str, Any]
             metrics.SNAPSHOT_AGE.labels(ref.namespace, ref.name).set(age)
 
 
-async def reconcile(ref: StoreRef, body: kopf.Body, indexes: Mapping[str, kopf.Index[Any, Any]]) -> Plan:
-    """One pass: observe, plan, write status (first: it records serials about to be used), act."""
+async def reconcile(ref: StoreRef, body: kopf.Body, indexes: Mapping[str, kopf.Index[Any, Any]]) -> tuple[Plan, int]:
+    """One pass: observe, plan, write status (first: it records serials about to be used), act.
+    Returns the plan and how many of its actions failed."""
     actor = RUNTIME.actor
     assert actor is not None, "startup did not run"
     snapshot = {"metadata": dict(body.metadata), "spec": dict(body.spec), "status": dict(body.status)}
     if snapshot["metadata"].get("deletionTimestamp"):
         # Being deleted (perhaps with its namespace): the finalizer owns it now; recreating
         # children would only fight the deletion.
-        return Plan((), plan(None, observe_store(ref, snapshot, indexes), datetime.now(UTC)).status, 5.0)
+        return Plan((), plan(None, observe_store(ref, snapshot, indexes), datetime.now(UTC)).status, 5.0), 0
     key = (ref.namespace, ref.name)
     echo = RUNTIME.written.get(key)
     if echo is not None and echo[0] == snapshot["metadata"].get("resourceVersion"):
@@ -301,9 +305,11 @@ async def reconcile(ref: StoreRef, body: kopf.Body, indexes: Mapping[str, kopf.I
     new_status = decided.status.to_wire()
     if await asyncio.to_thread(actor.write_status, ref, snapshot["status"], new_status):
         RUNTIME.written[key] = (snapshot["metadata"].get("resourceVersion"), new_status)
+    failed = 0
     if decided.actions and spec is not None and revision is not None:
         outcomes = await asyncio.to_thread(actor.execute, ref, spec, decided, revision)
         report(body, outcomes)
+        failed = sum(1 for o in outcomes if o.error)
     record(ref, decided, spec.replicas if spec else 0, snapshot["status"])
     done = completed_recovery(snapshot["status"], decided)
     if done is not None:
@@ -313,7 +319,7 @@ async def reconcile(ref: StoreRef, body: kopf.Body, indexes: Mapping[str, kopf.I
             message=f"{done.replacement} replaced {done.member} ({done.source.value}"
             f"{' ' + done.snapshot if done.snapshot else ''}) in {done.seconds}s",
         )
-    return decided
+    return decided, failed
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
@@ -332,6 +338,7 @@ async def run_store(
     indexes = {index: kwargs[index] for index in INDEXES}
     last: Plan | None = None
     settle_until = 0.0
+    failing = 0  # consecutive passes with failed writes: back off (quota, admission, RBAC ...)
     try:
         while not stopped:
             wake.clear()
@@ -342,9 +349,10 @@ async def run_store(
                     continue
             started = time.monotonic()
             try:
-                last = await reconcile(ref, body, indexes)
+                last, failed = await reconcile(ref, body, indexes)
                 metrics.RECONCILES.labels(ref.namespace, name, "ok").inc()
-                delay = last.requeue_after
+                failing = failing + 1 if failed else 0
+                delay = min(5.0 * 2 ** (failing - 1), 300.0) if failing else last.requeue_after
             except Exception:
                 log.exception("reconcile of %s/%s failed", namespace, name)
                 metrics.RECONCILES.labels(ref.namespace, name, "error").inc()
@@ -389,16 +397,13 @@ async def delete_store(
     policy = spec.deletion_policy if spec else DeletionPolicy.RETAIN
     claims_raw = _values(kwargs["phalanx_claims"], key)
     observed = observe(ref, 0, {}, _values(kwargs["phalanx_pods"], key), claims_raw, ())
-    claims = [
-        (
-            c["metadata"]["name"],
-            c["metadata"]["uid"],
-            (c["metadata"].get("labels") or {}).get(names.RETIRED_LABEL) == "true",
-            names.RETAINED_ANNOTATION in (c["metadata"].get("annotations") or {}),
-        )
-        for c in claims_raw
-        if not c["metadata"].get("deletionTimestamp")
-    ]
+    retained = {
+        c["metadata"]["name"] for c in claims_raw if names.RETAINED_ANNOTATION in c["metadata"].get("annotations", {})
+    }
+    # Only the store's own claims (canonical member names), terminating ones included: a namespace
+    # being deleted takes the claims too, and Retain must still pin their volumes.
+    views = [m.claim for m in observed.members if m.claim is not None] + list(observed.retired_claims)
+    claims = [(c.name, c.uid, c.retired, c.name in retained) for c in views]
     ready = await asyncio.to_thread(actor.final_snapshots, ref, [c[0] for c in claims])
     actions, done = plan_deletion(policy, observed, claims, ready)
     outcomes = await asyncio.to_thread(actor.finalize, ref, spec, actions)

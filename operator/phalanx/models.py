@@ -522,9 +522,10 @@ class ReplicatedStoreSpec(_Model):
     """Protection against voluntary evictions (node drains)."""
 
     deletion_policy: DeletionPolicy = DeletionPolicy.RETAIN
-    """What happens to the members' volumes when the store is deleted. `Retain`: keep them (delete
-    them yourself). `Snapshot`: take a final snapshot of a ready member, then delete the volumes.
-    `Delete`: delete the volumes. Data is never deleted unless this says so."""
+    """What happens to the members' volumes when the store is deleted. `Retain`: keep them (a store
+    re-created under the same name adopts them). `Snapshot`: take a final snapshot of every member's
+    volume (kept after the store is gone, labelled phalanx.dev/final), then delete the volumes once
+    every snapshot is ready. `Delete`: delete the volumes. Data is never deleted unless this says so."""
 
     paused: StrictBool = False
     """Stop every action on the store: no member is created, replaced, updated or deleted, and no

@@ -33,6 +33,9 @@ under the same name adopts these volumes."""
 SNAPSHOT_REQUEST: Final = PREFIX + "snapshot-request"
 """On a store: set (or change) to any value to ask for a snapshot now; the snapshot taken carries
 the same annotation, so each value is answered once."""
+STORE_UID_LABEL: Final = PREFIX + "store-uid"
+"""On a store's VolumeSnapshots: which incarnation of the store took them. A store re-created under
+the same name never seeds its members from a predecessor's snapshots."""
 FINAL_LABEL: Final = PREFIX + "final"
 """On the final VolumeSnapshots of a store deleted with deletionPolicy Snapshot: never pruned."""
 REPLACES_ANNOTATION: Final = PREFIX + "replaces"

@@ -47,6 +47,8 @@ class PodView:
     terminating: bool
     revision: str | None
     created: datetime | None
+    unschedulable: bool = False
+    """The scheduler found no node for it (yet): nothing downstream, a restore included, has begun."""
 
     @classmethod
     def of(cls, pod: Raw) -> PodView:
@@ -63,6 +65,7 @@ class PodView:
             terminating=bool(meta.get("deletionTimestamp")),
             revision=(meta.get("labels") or {}).get(names.REVISION_LABEL),
             created=_time(meta.get("creationTimestamp")),
+            unschedulable=(_condition(pod, "PodScheduled") or {}).get("reason") == "Unschedulable",
         )
 
     @property
@@ -235,10 +238,14 @@ def observe(
 ) -> Observed:
     """Join the store's pods and claims into members; pods and claims of other stores are ignored."""
     pod_views: dict[str, PodView] = {}
+    retired_pods = []
     for pod in pods:
         labels = pod["metadata"].get("labels") or {}
         if labels.get(names.STORE_LABEL) == store.name and labels.get(names.MEMBER_LABEL):
-            pod_views[labels[names.MEMBER_LABEL]] = PodView.of(pod)
+            if labels.get(names.RETIRED_LABEL) == "true":
+                retired_pods.append(PodView.of(pod))  # its member is gone, whatever its claim says
+            else:
+                pod_views[labels[names.MEMBER_LABEL]] = PodView.of(pod)
     claim_views: dict[str, ClaimView] = {}
     zones: dict[str, str] = {}
     for pvc in claims:
@@ -255,7 +262,6 @@ def observe(
 
     serials = {m: names.serial_of(store.name, m) for m in set(pod_views) | set(claim_views)}
     members = []
-    retired_pods = []
     retired_claims = []
     for member, serial in serials.items():
         if serial is None:
@@ -285,6 +291,7 @@ def observe(
                     SnapshotView.of(s)
                     for s in snapshots
                     if (s["metadata"].get("labels") or {}).get(names.STORE_LABEL) == store.name
+                    and (s["metadata"].get("labels") or {}).get(names.STORE_UID_LABEL) == store.uid
                     and (s["metadata"].get("labels") or {}).get(names.FINAL_LABEL) != "true"
                 ),
                 key=lambda v: (v.created or _EPOCH, v.name),

@@ -182,17 +182,22 @@ def skew(zones: Sequence[str], members: Iterable[MemberView]) -> int:
     return max(values) - min(values) if values else 0
 
 
-def retirement_order(members: Sequence[MemberView]) -> list[MemberView]:
-    """Who leaves first on scale down: broken members, then ready ones from the fullest zone, newest
-    first; members still starting come last (a newcomer is never retired for being new)."""
+def retirement_order(
+    members: Sequence[MemberView], observed: Observed | None = None, zones: Sequence[str] | None = None
+) -> list[MemberView]:
+    """Who leaves first on scale down: broken members, then serving ones outside the store's zones,
+    then from the fullest zone, newest first; members still starting come last (a newcomer is never
+    retired for being new)."""
     counts = Counter(m.zone for m in members)
+    home = set(zones) if zones is not None else {m.zone for m in members}
 
     def rank(member: MemberView) -> int:
-        if member.ready:
+        state = member_state(member, observed)
+        if state is MemberState.READY:
             return 1
-        return 2 if member_state(member) in _ON_THE_WAY else 0
+        return 2 if state in _ON_THE_WAY else 0
 
-    return sorted(members, key=lambda m: (rank(m), -counts[m.zone], -m.serial))
+    return sorted(members, key=lambda m: (rank(m), m.zone in home, -counts[m.zone], -m.serial))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -200,8 +205,20 @@ def retirement_order(members: Sequence[MemberView]) -> list[MemberView]:
 
 
 def desired_zones(spec: ReplicatedStoreSpec, observed: Observed) -> tuple[str, ...]:
-    """``spec.zones`` as given, else the zones that have schedulable nodes."""
-    return tuple(spec.zones) if spec.zones else observed.zones_with_nodes()
+    """The store's zones: ``spec.zones`` as given, else the zones with schedulable nodes plus those
+    that hold its members and still have nodes. So a zone whose nodes are cordoned or down stays
+    home to its members (no churn, an outage is handled as one), while a new store ignores it.
+    Placing a new member needs a schedulable node (see ``placeable``)."""
+    if spec.zones:
+        return tuple(spec.zones)
+    homes = {m.zone for m in observed.members if observed.zone_nodes(m.zone)}
+    return tuple(sorted(set(observed.zones_with_nodes()) | homes))
+
+
+def placeable(zones: Sequence[str], observed: Observed, outages: Mapping[str, bool]) -> list[str]:
+    """The store's zones where a new member can land now: a schedulable node, and no outage."""
+    schedulable = set(observed.zones_with_nodes())
+    return [z for z in zones if z in schedulable and z not in outages]
 
 
 def ensure_children(spec: ReplicatedStoreSpec, observed: Observed, has_ports: bool) -> list[Action]:
@@ -234,7 +251,7 @@ def heal_pods(observed: Observed, skip: frozenset[str] = frozenset()) -> list[Ac
         if member.name in skip:
             continue
         pod, claim = member.pod, member.claim
-        if pod is not None and pod.finished and not pod.terminating:
+        if pod is not None and pod.finished and not pod.terminating and claim is not None:
             actions.append(DeletePod(member.name, pod.uid, f"pod {pod.name} finished ({pod.phase}); replacing it"))
         elif pod is None and claim is not None and not claim.lost and not claim.terminating:
             actions.append(
@@ -249,16 +266,22 @@ def heal_pods(observed: Observed, skip: frozenset[str] = frozenset()) -> list[Ac
 
 
 def scale(
-    spec: ReplicatedStoreSpec, observed: Observed, zones: Sequence[str], now: datetime, last_serial: int
+    spec: ReplicatedStoreSpec,
+    observed: Observed,
+    zones: Sequence[str],
+    now: datetime,
+    last_serial: int,
+    home: Sequence[str] | None = None,
 ) -> tuple[list[Action], int, list[str]]:
-    """Create missing members (seeded from the freshest snapshot) or retire one surplus member."""
+    """Create missing members (seeded from the freshest snapshot) in ``zones`` (where they can be
+    placed), or retire one surplus member (strays outside ``home``, the store's zones, first)."""
     members = observed.members
     missing = spec.replicas - len(members)
     if missing > 0:
         if not zones:
             return [], last_serial, ["no zone has a schedulable node: cannot place new members"]
         actions: list[Action] = []
-        unfinished = unfinished_recovery(spec, observed, now)
+        unfinished = unfinished_recovery(spec, observed, now, zones)
         if unfinished is not None:  # interrupted after the lost member was retired: finish that recovery
             actions.append(unfinished)
             missing -= 1
@@ -273,11 +296,13 @@ def scale(
             actions.append(CreateMember(name, zone, snapshot, why + (f", seeded from {snapshot}" if snapshot else "")))
         return actions, last_serial, []
     if missing < 0:
-        return retire_one(spec, members), last_serial, []
+        return retire_one(spec, members, observed, home), last_serial, []
     return [], last_serial, []
 
 
-def unfinished_recovery(spec: ReplicatedStoreSpec, observed: Observed, now: datetime) -> CreateMember | None:
+def unfinished_recovery(
+    spec: ReplicatedStoreSpec, observed: Observed, now: datetime, targets: Sequence[str]
+) -> CreateMember | None:
     """The replacement that the last recovery recorded but did not create (the operator stopped
     between retiring the lost member and creating its replacement): same name, zone and seed."""
     raw = observed.status.get("lastRecovery")
@@ -287,21 +312,34 @@ def unfinished_recovery(spec: ReplicatedStoreSpec, observed: Observed, now: date
     if observed.member(replacement) is not None or any(c.name == replacement for c in observed.retired_claims):
         return None
     lost_claim = next((c for c in observed.retired_claims if c.name == lost), None)
-    if lost_claim is None or lost_claim.zone is None:
+    if lost_claim is None or lost_claim.zone is None or not targets:
         return None
+    zone = lost_claim.zone
+    if zone not in targets:  # its zone is down (a zone loss being redistributed): the emptiest survivor
+        zone = place(targets, zone_counts(targets, observed.members), 1)[0]
     snapshot = raw.get("snapshot")
     if snapshot and snapshot not in {snap.name for snap in usable_snapshots(spec, observed, now)}:
         snapshot, _ = seed_for(spec, observed, now)
     why = f"completes the recovery of {lost} (interrupted), seeded from {snapshot or 'nothing: empty'}"
-    return CreateMember(replacement, lost_claim.zone, snapshot, why, reason="MemberReplaced", replaces=lost)
+    return CreateMember(replacement, zone, snapshot, why, reason="MemberReplaced", replaces=lost)
 
 
-def retire_one(spec: ReplicatedStoreSpec, members: Sequence[MemberView]) -> list[Action]:
-    """One surplus member leaves, unless that would take a ready member while another is unready."""
-    candidate = retirement_order(members)[0]
-    others_ready = all(m.ready for m in members if m is not candidate)
-    if candidate.ready and not others_ready:
-        return []  # quorum first: wait until every other member is ready (I2)
+def serving(member: MemberView, observed: Observed | None) -> bool:
+    """Ready as far as the store can tell: its pod says so and its node is up."""
+    return member_state(member, observed) is MemberState.READY
+
+
+def retire_one(
+    spec: ReplicatedStoreSpec,
+    members: Sequence[MemberView],
+    observed: Observed | None = None,
+    zones: Sequence[str] | None = None,
+) -> list[Action]:
+    """One surplus member leaves, unless that would take a serving member while another is not."""
+    candidate = retirement_order(members, observed, zones)[0]
+    others_serving = all(serving(m, observed) for m in members if m is not candidate)
+    if serving(candidate, observed) and not others_serving:
+        return []  # quorum first: wait until every other member serves (I2)
     return [
         RetireMember(
             candidate.name,
@@ -395,12 +433,14 @@ def take_snapshot(spec: ReplicatedStoreSpec, observed: Observed, now: datetime) 
     return [action], spec.snapshots.interval.total_seconds()
 
 
-def prune_snapshots(spec: ReplicatedStoreSpec, observed: Observed, now: datetime) -> list[Action]:
+def prune_snapshots(
+    spec: ReplicatedStoreSpec, observed: Observed, now: datetime, restoring: frozenset[str] = frozenset()
+) -> list[Action]:
     """Keep the newest ``keep`` ready snapshots younger than maxAge (always the newest ready one),
     the newest failure (for the record), and any snapshot a restore is reading from."""
     if spec.snapshots is None:
         return []
-    in_use = {m.claim.seeded_from for m in observed.members if m.claim and m.claim.phase == "Pending"}
+    in_use = {m.claim.seeded_from for m in observed.members if m.claim and m.claim.phase == "Pending"} | restoring
     max_age = spec.snapshots.effective_max_age().total_seconds()
     ready = [snap for snap in reversed(observed.snapshots) if snap.ready and not snap.terminating]
     failed = [snap for snap in reversed(observed.snapshots) if snap.failed and not snap.terminating]
@@ -419,8 +459,9 @@ def prune_snapshots(spec: ReplicatedStoreSpec, observed: Observed, now: datetime
 
 
 def zone_outages(spec: ReplicatedStoreSpec, observed: Observed, now: datetime) -> dict[str, bool]:
-    """Zones whose every node is down, mapped to whether that lasted beyond zoneFailureGrace."""
-    result = {}
+    """Zones whose every node is down, mapped to whether that lasted beyond zoneFailureGrace. A zone
+    that still holds members but has no Node at all any more is down, and for good."""
+    result = {zone: True for zone in sorted({m.zone for m in observed.members}) if not observed.zone_nodes(zone)}
     for zone in sorted({n.zone for n in observed.nodes if n.zone}):
         nodes = observed.zone_nodes(zone)
         if nodes and not any(n.ready for n in nodes):
@@ -437,7 +478,13 @@ def restore_deadline(spec: ReplicatedStoreSpec) -> float:
 def loss_of(spec: ReplicatedStoreSpec, observed: Observed, member: MemberView, now: datetime) -> str | None:
     """Why a member is lost (its data cannot come back), or None. Only its pod gone is not a loss."""
     claim, pod = member.claim, member.pod
+    grace = spec.recovery.member_failure_grace.total_seconds()
     if claim is None:
+        # A claim out of sight while its pod goes away is a retirement the watch has half shown;
+        # otherwise it counts once it has been missing for the grace period (status holds since when).
+        since = _prior_since(observed, member.name, MemberState.LOST)
+        if pod is None or pod.terminating or since is None or (now - since).total_seconds() < grace:
+            return None
         return "VolumeDeleted: its PersistentVolumeClaim is gone"
     if claim.lost:
         return "VolumeLost: its PersistentVolume is gone"
@@ -445,13 +492,13 @@ def loss_of(spec: ReplicatedStoreSpec, observed: Observed, member: MemberView, n
         claim.seeded_from
         and claim.phase == "Pending"
         and claim.created is not None
+        and not (pod is not None and pod.unschedulable)  # waiting for a node is not a failed restore
         and (now - claim.created).total_seconds() > restore_deadline(spec)
     ):
         return f"RestoreFailed: the restore from {claim.seeded_from} did not complete"
     if pod is None or pod.node is None:
         return None
     node = observed.node(pod.node)
-    grace = spec.recovery.member_failure_grace.total_seconds()
     if node is None:
         since = _prior_since(observed, member.name, MemberState.UNAVAILABLE) or now
         return f"NodeDeleted: node {pod.node} is gone" if (now - since).total_seconds() >= grace else None
@@ -477,16 +524,21 @@ def recover(
     """Replace lost members: the lost one retired first (so a crash never leaves two replacements),
     then a new member, in the same zone or, for a lost zone under Redistribute, in the survivors."""
     outages = zone_outages(spec, observed, now)
-    redistribute = spec.recovery.zone_failure is ZoneFailurePolicy.REDISTRIBUTE
-    survivors = [z for z in zones if z not in outages]
+    survivors = placeable(zones, observed, outages)
     counts = zone_counts(survivors, observed.members)
+    # Rebuild elsewhere only from a majority: when most members look lost at once, the likelier
+    # fault is this side's view of the cluster, and replacing most of the store would be the outage.
+    surviving_members = sum(1 for m in observed.members if m.zone not in outages)
+    majority = surviving_members * 2 > len(observed.members)
+    redistribute = spec.recovery.zone_failure is ZoneFailurePolicy.REDISTRIBUTE and majority
     actions: list[Action] = []
     records: list[RecoveryRecord] = []
     notes = [
         f"zone {zone} is down"
-        + (" beyond zoneFailureGrace: waiting for it (zoneFailure Wait)" if confirmed and not redistribute else "")
+        + (f" beyond zoneFailureGrace: waiting for it ({why})" if confirmed and not redistribute else "")
         for zone, confirmed in outages.items()
         if any(m.zone == zone for m in observed.members)
+        for why in ["zoneFailure Wait" if majority else "the surviving zones hold no majority of the members"]
     ]
     for member in observed.members:
         if member.zone in outages:
@@ -541,7 +593,7 @@ def recover(
 
 def prune_retired_volumes(spec: ReplicatedStoreSpec, observed: Observed) -> list[Action]:
     """Volumes of members retired after a loss go (policy Delete) once every member is ready again (I3)."""
-    if spec.deletion_policy is not DeletionPolicy.DELETE or not all(m.ready for m in observed.members):
+    if spec.deletion_policy is not DeletionPolicy.DELETE or not all(serving(m, observed) for m in observed.members):
         return []
     if len(observed.members) < spec.replicas:
         return []
@@ -553,16 +605,25 @@ def prune_retired_volumes(spec: ReplicatedStoreSpec, observed: Observed) -> list
 
 
 def rebalance(
-    spec: ReplicatedStoreSpec, observed: Observed, zones: Sequence[str], now: datetime, last_serial: int
+    spec: ReplicatedStoreSpec,
+    observed: Observed,
+    zones: Sequence[str],
+    targets: Sequence[str],
+    now: datetime,
+    last_serial: int,
 ) -> tuple[list[Action], int]:
     """Move one member towards the emptiest zone, as budgeted voluntary disruption: a new member there
-    first; the surplus is then retired from the fullest zone, only once everyone is ready (I1, I2)."""
-    if len(observed.members) != spec.replicas or not all(m.ready for m in observed.members):
+    first; the surplus is then retired (strays, then the fullest zone), only once everyone serves (I1, I2).
+    Nothing moves while the emptiest zone cannot take a member (down, cordoned): that is an outage's
+    business, not balance's."""
+    if len(observed.members) != spec.replicas or not all(serving(m, observed) for m in observed.members):
         return [], last_serial
     stray = [m for m in observed.members if m.zone not in zones]
     if skew(zones, observed.members) <= 1 and not stray:
         return [], last_serial
     target = place(zones, zone_counts(zones, observed.members), 1)[0]
+    if target not in targets:
+        return [], last_serial
     snapshot, source_why = seed_for(spec, observed, now)
     last_serial += 1
     name = member_name(observed.store.name, last_serial)
@@ -676,8 +737,16 @@ def build_status(
         ZoneStatus(name=z, members=per_zone[z], ready=sum(1 for m in ready if m.zone == z)) for z in sorted(per_zone)
     ]
     healthy_zones = sum(1 for z in zone_list if z.members and z.ready == z.members)
+    # Zones that should hold members: a store smaller than its zone count fills only that many.
+    expected_zones = min(len(zone_list), desired) if desired else len(zone_list)
     balanced = skew(zones, observed.members) <= 1 and all(m.zone in zones for m in observed.members)
     unready = [m.name for m in members if m.state is not MemberState.READY]
+    revisions = Counter(m.revision for m in members if m.revision)
+    current = revisions.most_common(1)[0][0] if revisions else revision
+    outdated = [m.name for m in members if revision and m.revision and m.revision != revision]
+    broken = [m.name for m in members if m.state in (MemberState.UNAVAILABLE, MemberState.LOST)]
+    last_recovery = records[-1] if records else recovery_progress(observed)
+    recovering = last_recovery is not None and last_recovery.ready_at is None
     all_ready = len(ready) == desired == len(members)
     previous = _previous(observed.status, "conditions")
     gen = observed.generation
@@ -696,14 +765,29 @@ def build_status(
         progress = busy or not all_ready
         if paused:
             phase = StorePhase.PAUSED
+        elif recovering:
+            phase = StorePhase.RECOVERING
+        elif broken:
+            phase = StorePhase.DEGRADED
         elif all_ready and not busy:
             phase = StorePhase.READY
-        elif len(members) < desired and not any(m.ready for m in observed.members):
-            phase = StorePhase.PENDING
         else:
-            phase = StorePhase.DEGRADED if unready else StorePhase.PENDING
+            phase = StorePhase.PENDING  # creating, scaling, members starting: nothing lost
+        degraded = bool(broken) or recovering
+        if recovering and last_recovery is not None:
+            degraded_why = f"recovering {last_recovery.member}: {last_recovery.replacement} is not ready yet"
+        else:
+            degraded_why = f"unavailable: {', '.join(broken)}" if broken else "no member is lost or unavailable"
         message = f"{len(ready)}/{desired} members ready"
         waiting = "; ".join(notes) if notes else (f"waiting for: {', '.join(unready)}" if unready else "converging")
+        if outdated and not progress:
+            # Honest until rolling replacement exists: the store serves, on an older template.
+            progress = True
+            waiting = (
+                f"{len(outdated)} member(s) run template revision {current}, not {revision}: rolling "
+                "replacement is not implemented yet; deleting a member's pod recreates it on its own "
+                "volume with the new template"
+            )
         conditions = [
             cond(
                 ConditionType.READY,
@@ -720,9 +804,9 @@ def build_status(
             cond(ConditionType.STALLED, False, "Paused" if paused else "Progressing", "no blocking problem"),
             cond(
                 ConditionType.DEGRADED,
-                bool(unready) and len(members) > 0,
-                "MembersUnavailable" if unready else "AllMembersReady",
-                f"not ready: {', '.join(unready)}" if unready else message,
+                degraded,
+                "Recovering" if recovering else ("MembersUnavailable" if broken else "NoLoss"),
+                degraded_why,
             ),
         ]
     if spec is not None and spec.snapshots is not None:
@@ -744,14 +828,14 @@ def build_status(
         ready_replicas=len(ready),
         updated_replicas=sum(1 for m in members if revision and m.revision == revision),
         ready_display=f"{len(ready)}/{desired}",
-        zones_display=f"{healthy_zones}/{len(zone_list)}",
-        current_revision=revision,
+        zones_display=f"{healthy_zones}/{expected_zones}",
+        current_revision=current,
         update_revision=revision,
         zones=zone_list,
         members=members,
         last_serial=max(observed.last_serial, last_serial or 0),
         snapshots=snapshot_status(observed),
-        last_recovery=records[-1] if records else recovery_progress(observed),
+        last_recovery=last_recovery,
     )
 
 
@@ -777,9 +861,12 @@ def snapshots_fresh(spec: ReplicatedStoreSpec, observed: Observed, now: datetime
     latest = ready[-1]
     assert latest.created is not None
     age = (now - latest.created).total_seconds()
+    # The message names the snapshot's time, never its age: an age would change the status (a write)
+    # on every pass of an otherwise steady store.
+    taken = latest.created.strftime("%Y-%m-%dT%H:%M:%SZ")
     if age < 2 * interval:
-        return True, f"latest snapshot {latest.name} is {age:.0f}s old (every {spec.snapshots.interval})"
-    return False, f"latest snapshot {latest.name} is {age:.0f}s old, more than twice the interval" + failing
+        return True, f"latest snapshot {latest.name} taken at {taken} (every {spec.snapshots.interval})"
+    return False, f"latest snapshot {latest.name} taken at {taken}, more than twice the interval ago" + failing
 
 
 def recovery_progress(observed: Observed) -> RecoveryRecord | None:
@@ -824,15 +911,16 @@ def plan(
     actions: list[Action] = []
     actions += ensure_children(spec, observed, has_ports)
     actions += finish_retirements(observed)
-    placeable = [z for z in zones if z not in zone_outages(spec, observed, now)]
+    outages = zone_outages(spec, observed, now)
+    targets = placeable(zones, observed, outages)
     recovery, records, last_serial, notes = recover(spec, observed, now, zones, observed.last_serial)
     membership: list[Action] = list(recovery)
     if not recovery:
-        scaling, last_serial, scale_notes = scale(spec, observed, placeable, now, last_serial)
+        scaling, last_serial, scale_notes = scale(spec, observed, targets, now, last_serial, home=zones)
         notes += scale_notes
         membership += scaling
-        if not scaling and not notes:
-            moves, last_serial = rebalance(spec, observed, placeable, now, last_serial)
+        if not scaling and not notes and not outages:
+            moves, last_serial = rebalance(spec, observed, zones, targets, now, last_serial)
             membership += moves
     leaving = frozenset(a.member for a in membership if isinstance(a, RetireMember))
     actions += heal_pods(observed, skip=leaving)  # a member on its way out needs no new pod
@@ -841,7 +929,8 @@ def plan(
         actions += prune_retired_volumes(spec, observed)
     snapshot_actions, snapshot_due = take_snapshot(spec, observed, now)
     actions += snapshot_actions
-    actions += prune_snapshots(spec, observed, now)
+    restoring = frozenset(a.snapshot for a in actions if isinstance(a, CreateMember) and a.snapshot)
+    actions += prune_snapshots(spec, observed, now, restoring)
 
     retiring = {a.member for a in actions if isinstance(a, RetireMember)}
     peers = tuple(
@@ -884,6 +973,9 @@ def next_deadline(spec: ReplicatedStoreSpec, observed: Observed, now: datetime) 
         claim = member.claim
         if claim and claim.seeded_from and claim.phase == "Pending" and claim.created:
             moments.append(restore_deadline(spec) - (now - claim.created).total_seconds())
+        if claim is None:
+            since = _prior_since(observed, member.name, MemberState.LOST) or now
+            moments.append(member_grace - (now - since).total_seconds())
     future = [m for m in moments if m > 0]
     return min(future) + 0.1 if future else REQUEUE_STEADY
 
@@ -925,8 +1017,10 @@ class TakeSnapshot:
 FinalAction = DeletePod | KeepVolume | DeleteVolume | TakeSnapshot
 
 
-def final_snapshot_name(member: str) -> str:
-    return f"{member}-final"
+def final_snapshot_name(member: str, store_uid: str) -> str:
+    """``<member>-final-<store uid prefix>``: a store re-created under the same name adopts the same
+    member names, and must never mistake the final snapshot of its predecessor for its own."""
+    return f"{member}-final-{store_uid[:8]}"
 
 
 def plan_deletion(
@@ -947,19 +1041,20 @@ def plan_deletion(
     ]
     actions += finish_retirements(observed)  # type: ignore[arg-type]
     if policy is DeletionPolicy.RETAIN:
-        actions += [
-            KeepVolume(member, "deletionPolicy Retain: kept for a store re-created under the same name")
-            for member, _, retired, retained in claims
-            if not retired and not retained
+        actions += [  # retired members' volumes too: Retain keeps every volume
+            KeepVolume(member, "deletionPolicy Retain: kept (a store re-created under the same name adopts it)")
+            for member, _, _, retained in claims
+            if not retained
         ]
         return actions, True
     if policy is DeletionPolicy.SNAPSHOT:
         live = {m.name: m for m in observed.members}
         waiting = False
         for member, _, retired, _ in claims:
-            if retired or member not in live:
-                continue
-            snapshot = final_snapshot_name(member)
+            claim = live[member].claim if member in live else None
+            if retired or claim is None or claim.lost or claim.phase != "Bound":
+                continue  # nothing to snapshot: no data was ever, or is any longer, on it
+            snapshot = final_snapshot_name(member, observed.store.uid)
             if snapshot not in snapshots_ready:
                 actions.append(
                     TakeSnapshot(member, live[member].zone, snapshot, "deletionPolicy Snapshot: final snapshot")

@@ -102,9 +102,11 @@ NAMESPACED = (
     | grant("policy", ["poddisruptionbudgets"], [*READ, "create", "patch"])
     | grant("snapshot.storage.k8s.io", ["volumesnapshots"], [*READ, "create", "delete"])
 )
-# Cluster-scoped reads: zones and node health, where volumes live, snapshot classes, Kopf's scanning.
+# Cluster-scoped reads: zones and node health, where volumes live, snapshot classes, Kopf's scanning;
+# and patching volumes (deletionPolicy Retain makes their reclaim policy Retain).
 CLUSTER = (
-    grant("", ["nodes", "persistentvolumes", "namespaces"], READ)
+    grant("", ["nodes", "namespaces"], READ)
+    | grant("", ["persistentvolumes"], [*READ, "patch"])
     | grant("snapshot.storage.k8s.io", ["volumesnapshotclasses"], READ)
     | grant("apiextensions.k8s.io", ["customresourcedefinitions"], READ)
 )

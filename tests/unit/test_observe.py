@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from phalanx.observe import ClaimView, NodeView, PodView
-from tests.unit.world import EPOCH, World, claim, node, observed, pod, stamp
+from tests.unit.world import EPOCH, World, claim, node, observed, pod, stamp, volume_snapshot
 
 
 def members_of(world: World, status: dict[str, Any] | None = None) -> list[tuple[str, str, bool, bool]]:
@@ -289,3 +289,18 @@ def test_member_lookup_by_name() -> None:
     seen = observed(World(claims=(claim("orders-1", "zone-a"),)))
     assert seen.member("orders-1") is seen.members[0]
     assert seen.member("orders-2") is None
+
+
+# ------------------------------------------------------------------------------------------------
+# Lineage
+
+
+def test_the_lineage_holds_this_incarnations_snapshots_only() -> None:
+    """A store re-created under the same name never sees (nor seeds from) its predecessor's snapshots,
+    nor the final snapshots of a deleted store."""
+    ours = volume_snapshot("orders-1", "orders-1", "zone-a", created=10)
+    predecessor = volume_snapshot("orders-0", "orders-1", "zone-a", created=5, store_uid="an-older-store")
+    final = volume_snapshot("orders-1-final-x", "orders-1", "zone-a", created=20)
+    final["metadata"]["labels"]["phalanx.dev/final"] = "true"
+    seen = observed(World(snapshots=(ours, predecessor, final)))
+    assert [s.name for s in seen.snapshots] == ["orders-1"]

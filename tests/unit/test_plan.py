@@ -55,6 +55,7 @@ from phalanx.plan import (
     heal_pods,
     member_state,
     place,
+    placeable,
     plan,
     plan_deletion,
     retire_one,
@@ -67,6 +68,7 @@ from tests.strategies import ZONE_POOL, recovery_specs, snapshot_specs, specs
 from tests.unit.world import (
     EPOCH,
     START,
+    STORE,
     World,
     apply,
     claim,
@@ -347,11 +349,25 @@ def test_retirement_order_is_broken_then_ready_by_fullest_zone_and_newest_then_s
         pytest.param(None, [node("n1", "zone-a", ready=False)], (), id="no-schedulable-node-no-zone"),
     ],
 )
-def test_desired_zones_are_the_specs_or_those_with_schedulable_nodes(
+def test_new_members_go_to_the_specs_zones_or_to_zones_with_schedulable_nodes(
     spec_zones: list[str] | None, nodes: list[dict[str, Any]], expected: tuple[str, ...]
 ) -> None:
-    world = World(nodes=tuple(nodes))
-    assert desired_zones(store_spec(zones=spec_zones), observed(world)) == expected
+    seen = observed(World(nodes=tuple(nodes)))
+    zones = desired_zones(store_spec(zones=spec_zones), seen)
+    if spec_zones is not None:
+        assert zones == expected
+    else:
+        assert tuple(placeable(zones, seen, {})) == expected
+
+
+def test_a_zone_whose_nodes_are_cordoned_or_down_stays_home_to_its_members() -> None:
+    nodes = (node("n1", "zone-a"), node("n2", "zone-b", unschedulable=True), node("n3", "zone-c", ready=False))
+    empty = observed(World(nodes=nodes))
+    assert desired_zones(store_spec(), empty) == ("zone-a",)  # a new store ignores them
+    world = with_members(World(nodes=nodes), (1, "zone-a"), (2, "zone-b"), (3, "zone-c"))
+    seen = observed(world)
+    assert desired_zones(store_spec(), seen) == ("zone-a", "zone-b", "zone-c")  # its members keep them
+    assert placeable(desired_zones(store_spec(), seen), seen, {}) == ["zone-a"]
 
 
 # ================================================================================================
@@ -656,8 +672,8 @@ def conditions(ready: bool, reconciling: bool, degraded: bool, balanced: bool) -
             id="converged",
         ),
         pytest.param(
-            SIX_READY[:5], SIX_READY[5:], 6, False, ("5/6", "2/3", StorePhase.DEGRADED),
-            conditions(False, True, True, True), id="one-member-unready",
+            SIX_READY[:5], SIX_READY[5:], 6, False, ("5/6", "2/3", StorePhase.PENDING),
+            conditions(False, True, False, True), id="one-member-still-starting",
         ),
         pytest.param(
             SIX_READY, (), 6, True, ("6/6", "3/3", StorePhase.PENDING), conditions(False, True, False, True),
@@ -688,12 +704,47 @@ def test_build_status_summarises_the_store(
     assert (status.replicas, status.ready_replicas) == (len(ready) + len(unready), len(ready))
 
 
+def test_a_member_that_stopped_serving_makes_the_store_degraded() -> None:
+    spec = store_spec(3)
+    world, status = steady(with_members(empty_world(ZONES), (1, "zone-a"), (2, "zone-b"), (3, "zone-c")), spec)
+    decided = plan(spec, observed(make_unready(world, ["orders-2"]), status), NOW)
+    conditions = by_type(decided.status.conditions)
+    assert decided.status.phase is StorePhase.DEGRADED
+    assert (conditions["Degraded"].status, conditions["Degraded"].message) == (
+        ConditionStatus.TRUE,
+        "unavailable: orders-2",
+    )
+
+
+def test_a_store_smaller_than_its_zones_counts_only_the_zones_it_fills() -> None:
+    world = with_members(empty_world(ZONES), (1, "zone-a"), (2, "zone-b"))
+    status = build_status(store_spec(2), observed(world), NOW, zones=ZONES, busy=False)
+    assert (status.ready_display, status.zones_display, status.phase) == ("2/2", "2/2", StorePhase.READY)
+
+
+def test_a_recovery_in_flight_is_the_phase_and_degrades_the_store() -> None:
+    spec = store_spec(3)
+    world = with_members(empty_world(ZONES), (1, "zone-a"), (2, "zone-b"))
+    world = with_members(world, (4, "zone-c"), ready=False)  # the replacement, still starting
+    record = {
+        "member": "orders-3",
+        "reason": "VolumeLost",
+        "source": "Empty",
+        "startedAt": stamp(0),
+        "replacement": "orders-4",
+    }
+    status = build_status(spec, observed(world, {"lastRecovery": record}), NOW, zones=ZONES, busy=False)
+    assert status.phase is StorePhase.RECOVERING
+    assert by_type(status.conditions)["Degraded"].reason == "Recovering"
+
+
 def test_status_names_the_unready_members_and_the_zone_counts() -> None:
     world = with_members(empty_world(ZONES), (1, "zone-a"), (2, "zone-a"), (3, "zone-b"))
     world = with_members(world, (4, "zone-a"), ready=False)
     status = build_status(store_spec(4), observed(world), NOW, zones=ZONES, busy=False)
     conditions = by_type(status.conditions)
-    assert conditions["Degraded"].message == "not ready: orders-4"
+    assert conditions["Degraded"].status is ConditionStatus.FALSE  # orders-4 is new, not lost
+    assert conditions["Degraded"].message == "no member is lost or unavailable"
     assert conditions["Reconciling"].message == "waiting for: orders-4"
     assert conditions["ZonesBalanced"].message == "zone-a=3, zone-b=1, zone-c=0"
     assert [(z.name, z.members, z.ready) for z in status.zones] == [
@@ -957,6 +1008,11 @@ CLAIMS = [
 ]
 
 
+def final(member: str) -> str:
+    """The final snapshot's name for a member of the test store (it carries the store's uid)."""
+    return final_snapshot_name(member, STORE.uid)
+
+
 def _deletion_world() -> World:
     world = with_members(empty_world(ZONES), (1, "zone-a"), (2, "zone-b"))
     retired = claim("orders-3", "zone-c", retired=True)
@@ -969,9 +1025,9 @@ def _deletion_world() -> World:
         pytest.param(
             DeletionPolicy.RETAIN,
             {},
-            [("KeepVolume", "orders-1"), ("KeepVolume", "orders-2")],
+            [("KeepVolume", "orders-1"), ("KeepVolume", "orders-2"), ("KeepVolume", "orders-3")],
             True,
-            id="retain-keeps-every-live-volume-marked",
+            id="retain-keeps-every-volume-marked-retired-ones-too",
         ),
         pytest.param(
             DeletionPolicy.DELETE,
@@ -989,21 +1045,21 @@ def _deletion_world() -> World:
         ),
         pytest.param(
             DeletionPolicy.SNAPSHOT,
-            {"orders-1-final": True},
+            {final("orders-1"): True},
             [("TakeSnapshot", "orders-2")],
             False,
             id="snapshot-one-ready-one-missing-deletes-nothing",
         ),
         pytest.param(
             DeletionPolicy.SNAPSHOT,
-            {"orders-1-final": True, "orders-2-final": False},
+            {final("orders-1"): True, final("orders-2"): False},
             [],
             False,
             id="snapshot-waits-for-every-final-snapshot",
         ),
         pytest.param(
             DeletionPolicy.SNAPSHOT,
-            {"orders-1-final": True, "orders-2-final": True},
+            {final("orders-1"): True, final("orders-2"): True},
             [("DeleteVolume", "orders-1"), ("DeleteVolume", "orders-2"), ("DeleteVolume", "orders-3")],
             True,
             id="snapshot-all-ready-then-volumes-go",
@@ -1028,7 +1084,21 @@ def test_retain_does_not_mark_a_volume_twice() -> None:
 def test_a_final_snapshot_is_taken_in_its_members_zone_under_a_known_name() -> None:
     actions, _ = plan_deletion(DeletionPolicy.SNAPSHOT, observed(_deletion_world()), CLAIMS[:1], {})
     [snapshot] = [a for a in actions if isinstance(a, TakeSnapshot)]
-    assert (snapshot.member, snapshot.zone, snapshot.name) == ("orders-1", "zone-a", final_snapshot_name("orders-1"))
+    assert (snapshot.member, snapshot.zone, snapshot.name) == ("orders-1", "zone-a", final("orders-1"))
+
+
+def test_a_lost_volume_gets_no_final_snapshot_and_does_not_block_deletion() -> None:
+    world = with_members(empty_world(ZONES), (1, "zone-a"))
+    world = replace(world, claims=(*world.claims, claim("orders-2", "zone-b", phase="Lost")))
+    claims = [("orders-1", "c1", False, False), ("orders-2", "c2", False, False)]
+    actions, done = plan_deletion(DeletionPolicy.SNAPSHOT, observed(world), claims, {final("orders-1"): True})
+    assert not any(isinstance(a, TakeSnapshot) for a in actions)
+    assert done and {a.uid for a in actions if isinstance(a, DeleteVolume)} == {"c1", "c2"}
+
+
+def test_a_predecessors_final_snapshot_is_not_taken_for_this_stores() -> None:
+    """A store re-created under the same name adopts the same member names: the names must differ."""
+    assert final_snapshot_name("orders-1", "aaaaaaaa-1") != final_snapshot_name("orders-1", "bbbbbbbb-2")
 
 
 def test_terminating_pods_are_not_deleted_again_by_the_finalizer() -> None:
@@ -1051,10 +1121,10 @@ def test_volumes_are_deleted_only_by_policy_and_after_every_final_snapshot(
     numbered = list(enumerate(volumes, start=1))
     world = with_members(empty_world(ZONES), *[(n, ZONES[n % 3]) for n, v in numbered if not v["retired"]])
     claims = [(f"orders-{n}", f"c{n}", v["retired"], v["retained"]) for n, v in numbered]
-    finals = {f"orders-{n}-final": v["final"] == "ready" for n, v in numbered if v["final"] != "none"}
+    finals = {final(f"orders-{n}"): v["final"] == "ready" for n, v in numbered if v["final"] != "none"}
     actions, done = plan_deletion(policy, observed(world), claims, finals)
     deleted = {a.uid for a in actions if isinstance(a, DeleteVolume)}
-    every_final_ready = all(finals.get(f"orders-{n}-final") for n, v in numbered if not v["retired"])
+    every_final_ready = all(finals.get(final(f"orders-{n}")) for n, v in numbered if not v["retired"])
     if policy is DeletionPolicy.RETAIN:
         assert (deleted, done) == (set(), True)
     elif policy is DeletionPolicy.SNAPSHOT and not every_final_ready:

@@ -157,10 +157,23 @@ def claim(
 
 
 def volume_snapshot(
-    name: str, member: str, zone: str, *, store: str = STORE.name, uid: str | None = None, created: int = 0
+    name: str,
+    member: str,
+    zone: str,
+    *,
+    store: str = STORE.name,
+    uid: str | None = None,
+    created: int = 0,
+    store_uid: str = STORE.uid,
 ) -> Raw:
-    """A VolumeSnapshot of a member's volume, just taken: not ready to use yet."""
-    labels = {names.STORE_LABEL: store, names.MEMBER_LABEL: member, names.ZONE_LABEL: zone}
+    """A VolumeSnapshot of a member's volume, just taken (not ready to use yet), labelled with the
+    store's name and the uid of the store's incarnation that took it, as act labels it."""
+    labels = {
+        names.STORE_LABEL: store,
+        names.STORE_UID_LABEL: store_uid,
+        names.MEMBER_LABEL: member,
+        names.ZONE_LABEL: zone,
+    }
     metadata: Raw = {"name": name, "uid": uid or f"snap-{name}", "labels": labels, "creationTimestamp": stamp(created)}
     return {"metadata": metadata, "spec": {}, "status": {"readyToUse": False}}
 

@@ -85,11 +85,16 @@ Namespaced rules: bound cluster-wide by a ClusterRole, or per watched namespace 
 {{/*
 Cluster-scoped reads, always through a ClusterRole: nodes (zones, readiness), persistent volumes
 (where a member's data lives), volume snapshot classes, and the namespaces and CRDs that Kopf scans.
+Persistent volumes may also be patched: deletionPolicy Retain sets their reclaim policy to Retain,
+so that deleting the namespace cannot take the data with it.
 */}}
 {{- define "phalanx.rbac.clusterRules" -}}
 - apiGroups: [""]
-  resources: ["nodes", "persistentvolumes", "namespaces"]
+  resources: ["nodes", "namespaces"]
   verbs: ["get", "list", "watch"]
+- apiGroups: [""]
+  resources: ["persistentvolumes"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["snapshot.storage.k8s.io"]
   resources: ["volumesnapshotclasses"]
   verbs: ["get", "list", "watch"]
