@@ -23,6 +23,7 @@ from phalanx.models import ReplicatedStoreSpec
 from phalanx.names import (
     FIELD_MANAGER,
     FINAL_LABEL,
+    RECLAIM_WAS_ANNOTATION,
     REPLACES_ANNOTATION,
     RETAINED_ANNOTATION,
     RETIRED_LABEL,
@@ -180,13 +181,35 @@ class Actor:
                 found[name] = bool((snapshot.get("status") or {}).get("readyToUse"))
         return found
 
-    def _pin_volume(self, namespace: str, claim: str) -> None:
-        """The bound PersistentVolume outlives its claim: reclaim policy Retain. Without it, deleting
-        the namespace (which deletes the claims) would let the provisioner delete the data."""
+    def _volume_of(self, namespace: str, claim: str) -> dict[str, Any] | None:
         pvc = self.kube.find(k.PVCS, claim, namespace)
         volume = (pvc or {}).get("spec", {}).get("volumeName")
-        if volume:
-            self.kube.patch(k.PVS, volume, {"spec": {"persistentVolumeReclaimPolicy": "Retain"}})
+        return self.kube.find(k.PVS, volume) if volume else None
+
+    def _pin_volume(self, namespace: str, claim: str) -> None:
+        """The bound PersistentVolume outlives its claim: reclaim policy Retain. Without it, deleting
+        the namespace (which deletes the claims) would let the provisioner delete the data. The
+        policy it had is remembered, for a deliberate deletion to restore."""
+        pv = self._volume_of(namespace, claim)
+        if pv is None or pv["spec"].get("persistentVolumeReclaimPolicy") == "Retain":
+            return
+        was = pv["spec"].get("persistentVolumeReclaimPolicy", "Delete")
+        patch = {
+            "metadata": {"annotations": {RECLAIM_WAS_ANNOTATION: was}},
+            "spec": {"persistentVolumeReclaimPolicy": "Retain"},
+        }
+        self.kube.patch(k.PVS, pv["metadata"]["name"], patch)
+
+    def _unpin_volume(self, namespace: str, claim: str) -> None:
+        """Give back the reclaim policy Phalanx took away, so the disk goes with the claim."""
+        pv = self._volume_of(namespace, claim)
+        was = ((pv or {}).get("metadata", {}).get("annotations") or {}).get(RECLAIM_WAS_ANNOTATION)
+        if pv is not None and was:
+            patch = {
+                "metadata": {"annotations": {RECLAIM_WAS_ANNOTATION: None}},
+                "spec": {"persistentVolumeReclaimPolicy": was},
+            }
+            self.kube.patch(k.PVS, pv["metadata"]["name"], patch)
 
     def finalize(self, store: StoreRef, spec: ReplicatedStoreSpec | None, actions: list[FinalAction]) -> list[Outcome]:
         outcomes = []
@@ -209,6 +232,7 @@ class Actor:
                 stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
                 self.kube.patch(k.PVCS, member, {"metadata": {"annotations": {RETAINED_ANNOTATION: stamp}}}, ns)
             case DeleteVolume(member=member, uid=uid):
+                self._unpin_volume(ns, member)
                 self.kube.delete(k.PVCS, member, ns, uid=uid)
             case TakeSnapshot(member=member, zone=zone, name=name) if spec is not None:
                 manifest = build.volume_snapshot(store, spec, member, zone, name)

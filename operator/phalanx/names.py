@@ -30,6 +30,9 @@ RETAINED_ANNOTATION: Final = PREFIX + "retained-at"
 """On a PVC kept when its store was deleted with deletionPolicy Retain: when. A store re-created
 under the same name adopts these volumes."""
 
+RECLAIM_WAS_ANNOTATION: Final = PREFIX + "reclaim-policy-was"
+"""On a PersistentVolume Phalanx pinned (reclaimPolicy Retain) while applying a deletion policy: the
+policy it had, restored before the volume is deliberately deleted, so that the disk goes with it."""
 SNAPSHOT_REQUEST: Final = PREFIX + "snapshot-request"
 """On a store: set (or change) to any value to ask for a snapshot now; the snapshot taken carries
 the same annotation, so each value is answered once."""

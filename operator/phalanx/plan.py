@@ -1048,6 +1048,13 @@ def plan_deletion(
         ]
         return actions, True
     if policy is DeletionPolicy.SNAPSHOT:
+        # Pinned first: should the final snapshots never come (the namespace is being deleted and
+        # refuses them), the claims may go but the volumes stay.
+        actions += [
+            KeepVolume(member, "deletionPolicy Snapshot: kept until its final snapshot is ready")
+            for member, _, _, retained in claims
+            if not retained
+        ]
         live = {m.name: m for m in observed.members}
         waiting = False
         for member, _, retired, _ in claims:

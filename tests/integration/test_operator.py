@@ -13,7 +13,7 @@ import pytest
 from phalanx import kube as k
 from phalanx import names
 from phalanx.kube import Kube, Obj
-from phalanx.sandbox import wait_for
+from phalanx.sandbox import SimulatorHandle, wait_for
 from tests.conftest import Cluster, Operator
 
 pytestmark = pytest.mark.cluster
@@ -290,11 +290,40 @@ def test_deletion_policy_leaves_exactly_the_volumes_it_should(
     claims = member_claims(kube, namespace, "gone")
     assert {c["metadata"]["name"]: c["metadata"]["uid"] for c in claims} == uids
     assert all(names.RETAINED_ANNOTATION in c["metadata"]["annotations"] for c in claims)
+    for claim in claims:  # pinned: even deleting the namespace (and so the claims) keeps the data
+        pv = kube.get(k.PVS, claim["spec"]["volumeName"])
+        assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
     # A store re-created under the same name adopts the retained volumes: same claims, same members.
     kube.create(k.STORES, store("gone"), namespace)
     wait_ready(kube, namespace, "gone", 3)
     assert {c["metadata"]["name"]: c["metadata"]["uid"] for c in member_claims(kube, namespace, "gone")} == uids
     assert sorted(p["metadata"]["name"] for p in member_pods(kube, namespace, "gone")) == sorted(uids)
+
+
+def test_deletion_policy_snapshot_keeps_a_final_snapshot_of_every_volume(
+    operator: Operator, kube: Kube, namespace: str, sim: SimulatorHandle
+) -> None:
+    kube.create(k.STORES, store("last", deletionPolicy="Snapshot", snapshots={"interval": "1h"}), namespace)
+    wait_ready(kube, namespace, "last", 3)
+    volumes = {}
+    for claim in member_claims(kube, namespace, "last"):
+        sim.write(namespace, claim["metadata"]["name"], seq=42)
+        volumes[claim["metadata"]["name"]] = claim["spec"]["volumeName"]
+    store_uid = kube.get(k.STORES, "last", namespace)["metadata"]["uid"]
+    kube.delete(k.STORES, "last", namespace)
+    wait_for(lambda: kube.find(k.STORES, "last", namespace) is None, "store deleted (finalizer done)", timeout=60)
+    finals = {
+        s["metadata"]["labels"][names.MEMBER_LABEL]: s
+        for s in kube.items(k.SNAPSHOTS, namespace, f"{names.FINAL_LABEL}=true")
+    }
+    assert sorted(finals) == sorted(volumes)
+    for member, snap in finals.items():
+        assert snap["metadata"]["name"] == f"{member}-final-{store_uid[:8]}"
+        assert snap["status"]["readyToUse"] is True
+        assert sim.snapshot_data(namespace, snap["metadata"]["name"])["seq"] == 42
+    wait_for(lambda: not member_claims(kube, namespace, "last"), "claims deleted")
+    # The reclaim policy was given back before the claims went: the disks went with them.
+    wait_for(lambda: all(kube.find(k.PVS, v) is None for v in volumes.values()), "volumes deleted", timeout=60)
 
 
 def test_store_without_ports_gets_no_client_service(operator: Operator, kube: Kube, namespace: str) -> None:

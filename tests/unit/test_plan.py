@@ -1013,6 +1013,10 @@ def final(member: str) -> str:
     return final_snapshot_name(member, STORE.uid)
 
 
+PINNED = [("KeepVolume", "orders-1"), ("KeepVolume", "orders-2"), ("KeepVolume", "orders-3")]
+"""Under deletionPolicy Snapshot every volume is pinned first: no final snapshot, no lost data."""
+
+
 def _deletion_world() -> World:
     world = with_members(empty_world(ZONES), (1, "zone-a"), (2, "zone-b"))
     retired = claim("orders-3", "zone-c", retired=True)
@@ -1039,28 +1043,28 @@ def _deletion_world() -> World:
         pytest.param(
             DeletionPolicy.SNAPSHOT,
             {},
-            [("TakeSnapshot", "orders-1"), ("TakeSnapshot", "orders-2")],
+            [*PINNED, ("TakeSnapshot", "orders-1"), ("TakeSnapshot", "orders-2")],
             False,
-            id="snapshot-first-takes-final-snapshots-of-live-members",
+            id="snapshot-pins-every-volume-then-takes-final-snapshots-of-live-members",
         ),
         pytest.param(
             DeletionPolicy.SNAPSHOT,
             {final("orders-1"): True},
-            [("TakeSnapshot", "orders-2")],
+            [*PINNED, ("TakeSnapshot", "orders-2")],
             False,
             id="snapshot-one-ready-one-missing-deletes-nothing",
         ),
         pytest.param(
             DeletionPolicy.SNAPSHOT,
             {final("orders-1"): True, final("orders-2"): False},
-            [],
+            PINNED,
             False,
             id="snapshot-waits-for-every-final-snapshot",
         ),
         pytest.param(
             DeletionPolicy.SNAPSHOT,
             {final("orders-1"): True, final("orders-2"): True},
-            [("DeleteVolume", "orders-1"), ("DeleteVolume", "orders-2"), ("DeleteVolume", "orders-3")],
+            [*PINNED, ("DeleteVolume", "orders-1"), ("DeleteVolume", "orders-2"), ("DeleteVolume", "orders-3")],
             True,
             id="snapshot-all-ready-then-volumes-go",
         ),
