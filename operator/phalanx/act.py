@@ -158,16 +158,21 @@ class Actor:
                 self.kube.delete(k.SNAPSHOTS, name, ns, uid=uid)
 
     def _ensure_child(self, store: StoreRef, spec: ReplicatedStoreSpec, child: str) -> None:
-        ns = store.namespace
+        """Create the child, or bring the existing one's spec to what the store's spec builds."""
+        manifest: dict[str, Any] | None
+        resource = k.SERVICES
         if child == "peers-service":
-            self.kube.ensure(k.SERVICES, build.peers_service(store, spec), ns)
+            manifest = build.peers_service(store, spec)
         elif child == "client-service":
             manifest = build.client_service(store, spec)
-            if manifest is not None:
-                self.kube.ensure(k.SERVICES, manifest, ns)
-        elif child == "disruption-budget":
-            version = f"{self.pdb.group}/{self.pdb.version}"
-            self.kube.ensure(self.pdb, build.disruption_budget(store, spec, version), ns)
+        else:
+            resource = self.pdb
+            manifest = build.disruption_budget(store, spec, f"{self.pdb.group}/{self.pdb.version}")
+        if manifest is None:
+            return
+        if self.kube.ensure(resource, manifest, store.namespace) is None:  # it exists: update it
+            name = manifest["metadata"]["name"]
+            self.kube.patch(resource, name, {"spec": manifest["spec"]}, store.namespace)
 
     # -------------------------------------------------------------------- deletion (the finalizer)
 

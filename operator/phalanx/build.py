@@ -281,6 +281,21 @@ def _port_name(declared: str | None, number: int, protocol: str, taken: set[str]
     return next(name for name in candidates if name and name not in taken)
 
 
+def child_fingerprint(child: Mapping[str, Any]) -> str:
+    """A short digest of what Phalanx decides in a Service or PodDisruptionBudget (ports; the
+    budget), the same for the manifest built here and the object the API server returns (which adds
+    defaults): the planner updates a child whose digest differs from the one built for the spec."""
+    spec = child.get("spec") or {}
+    if child.get("kind") == "PodDisruptionBudget":
+        essence: Any = {"maxUnavailable": spec.get("maxUnavailable")}
+    else:
+        essence = sorted(
+            (p.get("name", ""), p.get("port"), str(p.get("targetPort", p.get("port"))), p.get("protocol", "TCP"))
+            for p in spec.get("ports") or []
+        )
+    return hashlib.sha256(json.dumps(essence, sort_keys=True).encode()).hexdigest()[:10]
+
+
 # --------------------------------------------------------------------------------------------------
 # Snapshots: data, like PVCs, so never owned by the store.
 

@@ -125,12 +125,14 @@ def phalanx_services(
     namespace: str | None, labels: Mapping[str, str], name: str, body: kopf.Body, **_: Any
 ) -> dict[StoreKey, str]:
     kind = "peers-service" if (body.get("spec") or {}).get("clusterIP") == "None" else "client-service"
-    return {_store_key(namespace, labels): f"{kind}/{name}"}
+    return {_store_key(namespace, labels): f"{kind}/{name}#{build.child_fingerprint(dict(body))}"}
 
 
 @kopf.index("policy", "poddisruptionbudgets", labels={names.STORE_LABEL: kopf.PRESENT})
-def phalanx_budgets(namespace: str | None, labels: Mapping[str, str], name: str, **_: Any) -> dict[StoreKey, str]:
-    return {_store_key(namespace, labels): f"disruption-budget/{name}"}
+def phalanx_budgets(
+    namespace: str | None, labels: Mapping[str, str], name: str, body: kopf.Body, **_: Any
+) -> dict[StoreKey, str]:
+    return {_store_key(namespace, labels): f"disruption-budget/{name}#{build.child_fingerprint(dict(body))}"}
 
 
 @kopf.index("snapshot.storage.k8s.io", "volumesnapshots", labels={names.STORE_LABEL: kopf.PRESENT})
@@ -202,6 +204,16 @@ def observe_store(ref: StoreRef, body: Mapping[str, Any], indexes: Mapping[str, 
         snapshots=_values(indexes["phalanx_snapshots"], key),
         annotations=dict(body.get("metadata", {}).get("annotations") or {}),
     )
+
+
+def wanted_children(ref: StoreRef, spec: ReplicatedStoreSpec) -> dict[str, str]:
+    """The digests of the Services and PodDisruptionBudget that the spec builds, by ``kind/name``."""
+    built: dict[str, dict[str, Any] | None] = {
+        f"peers-service/{names.peers_service(ref.name)}": build.peers_service(ref, spec),
+        f"client-service/{names.client_service(ref.name)}": build.client_service(ref, spec),
+        f"disruption-budget/{names.disruption_budget(ref.name)}": build.disruption_budget(ref, spec, "policy/v1"),
+    }
+    return {key: build.child_fingerprint(manifest) for key, manifest in built.items() if manifest is not None}
 
 
 def parse(body: Mapping[str, Any], name: str) -> tuple[ReplicatedStoreSpec | None, str | None]:
@@ -301,7 +313,15 @@ async def reconcile(ref: StoreRef, body: kopf.Body, indexes: Mapping[str, kopf.I
     observed = observe_store(ref, snapshot, indexes)
     revision = build.template_revision(spec) if spec else None
     has_ports = spec is not None and build.client_service(ref, spec) is not None
-    decided = plan(spec, observed, datetime.now(UTC), invalid=invalid, revision=revision, has_ports=has_ports)
+    decided = plan(
+        spec,
+        observed,
+        datetime.now(UTC),
+        invalid=invalid,
+        revision=revision,
+        has_ports=has_ports,
+        child_digests=wanted_children(ref, spec) if spec else None,
+    )
     new_status = decided.status.to_wire()
     if await asyncio.to_thread(actor.write_status, ref, snapshot["status"], new_status):
         RUNTIME.written[key] = (snapshot["metadata"].get("resourceVersion"), new_status)

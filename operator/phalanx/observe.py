@@ -9,7 +9,7 @@ the API. Pure: no I/O, no kopf or kubernetes imports.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -201,7 +201,7 @@ class Observed:
     last_serial: int
     """The highest serial ever used, from children and status: the next member gets a higher one."""
     children: frozenset[str]
-    """Which of the store's Services and PodDisruptionBudget exist (their names)."""
+    """Which of the store's Services and PodDisruptionBudget exist (``kind/name``)."""
     status: Raw
     """The store's current status, as stored (the planner keeps what did not change)."""
     snapshots: tuple[SnapshotView, ...] = ()
@@ -210,6 +210,8 @@ class Observed:
     """Volumes of retired members, kept until the deletion policy lets them go."""
     snapshot_request: str | None = None
     """The token of an on-demand snapshot asked for through the store's annotation."""
+    child_digests: Mapping[str, str] = field(default_factory=dict)
+    """``kind/name`` of a child -> the digest of what Phalanx decides in it, as it is now."""
 
     def zones_with_nodes(self) -> tuple[str, ...]:
         """Zones that have at least one schedulable node, sorted."""
@@ -236,7 +238,9 @@ def observe(
     snapshots: Iterable[Raw] = (),
     annotations: Mapping[str, str] | None = None,
 ) -> Observed:
-    """Join the store's pods and claims into members; pods and claims of other stores are ignored."""
+    """Join the store's pods and claims into members; pods and claims of other stores are ignored.
+    ``children`` are ``kind/name``, optionally ``#digest`` of what Phalanx decides in them."""
+    listed_children = list(children)
     pod_views: dict[str, PodView] = {}
     retired_pods = []
     for pod in pods:
@@ -283,7 +287,8 @@ def observe(
         retired_pods=tuple(sorted(retired_pods, key=lambda p: p.name)),
         nodes=tuple(sorted((NodeView.of(n) for n in nodes), key=lambda n: n.name)),
         last_serial=last_serial,
-        children=frozenset(children),
+        children=frozenset(child.partition("#")[0] for child in listed_children),
+        child_digests={key: digest for key, _, digest in (c.partition("#") for c in listed_children) if digest},
         status=status,
         snapshots=tuple(
             sorted(

@@ -221,7 +221,11 @@ def placeable(zones: Sequence[str], observed: Observed, outages: Mapping[str, bo
     return [z for z in zones if z in schedulable and z not in outages]
 
 
-def ensure_children(spec: ReplicatedStoreSpec, observed: Observed, has_ports: bool) -> list[Action]:
+def ensure_children(
+    spec: ReplicatedStoreSpec, observed: Observed, has_ports: bool, digests: Mapping[str, str] | None = None
+) -> list[Action]:
+    """Create a missing Service or PodDisruptionBudget; update one whose ports or budget differ from
+    what the spec builds (``digests``: ``kind/name`` -> the digest of the built child)."""
     store = observed.store.name
     wanted: list[tuple[ChildKind, str]] = [
         ("peers-service", peers_service(store)),
@@ -229,11 +233,16 @@ def ensure_children(spec: ReplicatedStoreSpec, observed: Observed, has_ports: bo
     ]
     if has_ports:
         wanted.insert(1, ("client-service", client_service(store)))
-    return [
-        EnsureChild(kind, name, f"{kind} {name} does not exist")
-        for kind, name in wanted
-        if f"{kind}/{name}" not in observed.children
-    ]
+    actions: list[Action] = []
+    for kind, name in wanted:
+        key = f"{kind}/{name}"
+        if key not in observed.children:
+            actions.append(EnsureChild(kind, name, f"{kind} {name} does not exist"))
+            continue
+        want, have = (digests or {}).get(key), observed.child_digests.get(key)
+        if want and have and want != have:
+            actions.append(EnsureChild(kind, name, f"{kind} {name} differs from the spec", reason="ChildUpdated"))
+    return actions
 
 
 def finish_retirements(observed: Observed) -> list[Action]:
@@ -897,6 +906,7 @@ def plan(
     invalid: str | None = None,
     revision: str | None = None,
     has_ports: bool = False,
+    child_digests: Mapping[str, str] | None = None,
 ) -> Plan:
     """Decide. ``spec`` is None (and ``invalid`` says why) when the spec did not validate."""
     if spec is None or invalid is not None:
@@ -909,7 +919,7 @@ def plan(
         return Plan((), status, REQUEUE_STEADY, notes=("paused",))
 
     actions: list[Action] = []
-    actions += ensure_children(spec, observed, has_ports)
+    actions += ensure_children(spec, observed, has_ports, child_digests)
     actions += finish_retirements(observed)
     outages = zone_outages(spec, observed, now)
     targets = placeable(zones, observed, outages)

@@ -326,6 +326,24 @@ def test_deletion_policy_snapshot_keeps_a_final_snapshot_of_every_volume(
     wait_for(lambda: all(kube.find(k.PVS, v) is None for v in volumes.values()), "volumes deleted", timeout=60)
 
 
+def test_spec_edits_reach_the_services_and_the_disruption_budget(
+    operator: Operator, kube: Kube, namespace: str
+) -> None:
+    kube.create(k.STORES, store("edited"), namespace)
+    wait_ready(kube, namespace, "edited", 3)
+    assert kube.get(PDBS, "edited", namespace)["spec"]["maxUnavailable"] == 1
+    kube.patch(k.STORES, "edited", {"spec": {"disruptionBudget": {"maxUnavailable": 0}}}, namespace)
+    wait_for(lambda: kube.get(PDBS, "edited", namespace)["spec"]["maxUnavailable"] == 0, "budget updated")
+    body = kube.get(k.STORES, "edited", namespace)
+    container = body["spec"]["template"]["spec"]["containers"][0]
+    container["ports"] = [{"name": "client", "containerPort": 6380}]
+    kube.patch(k.STORES, "edited", {"spec": {"template": body["spec"]["template"]}}, namespace)
+    wait_for(
+        lambda: [p["port"] for p in kube.get(k.SERVICES, "edited", namespace)["spec"]["ports"]] == [6380],
+        "client Service ports updated",
+    )
+
+
 def test_store_without_ports_gets_no_client_service(operator: Operator, kube: Kube, namespace: str) -> None:
     body = store("quiet")
     body = copy.deepcopy(body)

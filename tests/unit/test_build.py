@@ -538,3 +538,14 @@ def test_every_built_manifest_validates_against_kubernetes_1_30(
     client = build.client_service(STORE, spec)
     if client is not None:
         validate(client)
+
+
+def test_a_child_digest_ignores_what_the_api_server_adds_and_sees_what_phalanx_decides() -> None:
+    spec = make_spec()
+    built = build.peers_service(STORE, spec)
+    served = {**built, "metadata": {**built["metadata"], "uid": "u", "resourceVersion": "7"}}
+    served["spec"] = {**built["spec"], "sessionAffinity": "None", "type": "ClusterIP"}
+    assert build.child_fingerprint(served) == build.child_fingerprint(built)
+    budget = build.disruption_budget(STORE, spec, "policy/v1beta1")
+    tighter = {**budget, "spec": {**budget["spec"], "maxUnavailable": 0}}
+    assert build.child_fingerprint(tighter) != build.child_fingerprint(budget)

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from phalanx import names
 from phalanx.models import StorePhase
-from phalanx.plan import CreateMember, DeleteSnapshot, RetireMember, plan, snapshots_fresh
+from phalanx.plan import CreateMember, DeleteSnapshot, EnsureChild, RetireMember, plan, snapshots_fresh
 from tests.unit.world import (
     EPOCH,
     World,
@@ -138,3 +138,14 @@ def test_members_on_an_older_template_are_reported_not_hidden() -> None:
     reconciling = next(c for c in status.conditions if c.type == "Reconciling")
     assert reconciling.status.value == "True" and "rolling replacement is not implemented" in reconciling.message
     assert status.phase is not StorePhase.DEGRADED
+
+
+def test_a_child_whose_ports_or_budget_drifted_from_the_spec_is_updated() -> None:
+    """Services and the PodDisruptionBudget follow later edits of the spec, not only creation."""
+    world = with_members(empty_world(ZONES), (1, "zone-a"), (2, "zone-b"), (3, "zone-c"))
+    seen = {"peers-service/orders-peers#aaa", "client-service/orders#bbb", "disruption-budget/orders#old"}
+    world = replace(world, children=frozenset(seen))
+    wanted = {"peers-service/orders-peers": "aaa", "client-service/orders": "bbb", "disruption-budget/orders": "new"}
+    decided = plan(store_spec(3), observed(world), NOW, has_ports=True, child_digests=wanted)
+    updates = [a for a in decided.actions if isinstance(a, EnsureChild)]
+    assert [(a.child, a.reason) for a in updates] == [("disruption-budget", "ChildUpdated")]
