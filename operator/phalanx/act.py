@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from phalanx import build, metrics
 from phalanx import kube as k
@@ -56,6 +56,7 @@ dies at once, as if killed, so that the tests can prove crash safety at an exact
 production; nothing else reads it."""
 
 OWN_STATUS_EXCLUDED = frozenset({"kopf"})
+A = TypeVar("A", Action, FinalAction)
 """Status keys that others write (Kopf's bookkeeping): never compared, never patched."""
 
 
@@ -78,6 +79,27 @@ def status_patch(current: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str
         if key not in new and key not in OWN_STATUS_EXCLUDED:
             patch[key] = None
     return patch or None
+
+
+def _carry_out(store: StoreRef, actions: Sequence[A], do: Callable[[A], None]) -> list[Outcome]:
+    """Every action, in order; one failing does not stop the others (each is independent).
+    Each is counted by kind and outcome; ``CRASH_AFTER`` (tests only) dies right after its kind."""
+    outcomes = []
+    for action in actions:
+        kind = type(action).__name__
+        try:
+            do(action)
+        except ApiError as error:
+            log.warning("%s on %s failed: %s", kind, store, error)
+            outcomes.append(Outcome(action, str(error)))
+            metrics.ACTIONS.labels(store.namespace, store.name, kind, "error").inc()
+            continue
+        outcomes.append(Outcome(action))
+        metrics.ACTIONS.labels(store.namespace, store.name, kind, "ok").inc()
+        if kind == CRASH_AFTER:
+            log.error("test-only crash after %s", CRASH_AFTER)
+            os._exit(137)
+    return outcomes
 
 
 def _count_write(verb: str, path: str, code: int) -> None:
@@ -106,22 +128,8 @@ class Actor:
         return True
 
     def execute(self, store: StoreRef, spec: ReplicatedStoreSpec, plan: Plan, revision: str) -> list[Outcome]:
-        """Carry out every action; one failing does not stop the others (each is independent)."""
-        outcomes = []
-        for action in plan.actions:
-            try:
-                self._do(store, spec, plan, revision, action)
-            except ApiError as error:
-                log.warning("%s on %s failed: %s", type(action).__name__, store, error)
-                outcomes.append(Outcome(action, str(error)))
-                metrics.ACTIONS.labels(store.namespace, store.name, type(action).__name__, "error").inc()
-            else:
-                outcomes.append(Outcome(action))
-                metrics.ACTIONS.labels(store.namespace, store.name, type(action).__name__, "ok").inc()
-                if type(action).__name__ == CRASH_AFTER:
-                    log.error("test-only crash after %s", CRASH_AFTER)
-                    os._exit(137)
-        return outcomes
+        """Carry out a plan's actions."""
+        return _carry_out(store, plan.actions, lambda action: self._do(store, spec, plan, revision, action))
 
     def _do(self, store: StoreRef, spec: ReplicatedStoreSpec, plan: Plan, revision: str, action: Action) -> None:
         ns = store.namespace
@@ -217,15 +225,8 @@ class Actor:
             self.kube.patch(k.PVS, pv["metadata"]["name"], patch)
 
     def finalize(self, store: StoreRef, spec: ReplicatedStoreSpec | None, actions: list[FinalAction]) -> list[Outcome]:
-        outcomes = []
-        for action in actions:
-            try:
-                self._final(store, spec, action)
-            except ApiError as error:
-                outcomes.append(Outcome(action, str(error)))
-            else:
-                outcomes.append(Outcome(action))
-        return outcomes
+        """Carry out what the deletion policy asks."""
+        return _carry_out(store, actions, lambda action: self._final(store, spec, action))
 
     def _final(self, store: StoreRef, spec: ReplicatedStoreSpec | None, action: FinalAction) -> None:
         ns = store.namespace

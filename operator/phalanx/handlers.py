@@ -270,9 +270,7 @@ def record(ref: StoreRef, plan_: Plan, desired: int, previous: Mapping[str, Any]
     status = plan_.status
     metrics.DESIRED.labels(ref.namespace, ref.name).set(desired)
     metrics.READY.labels(ref.namespace, ref.name).set(status.ready_replicas)
-    for labels in list(metrics.MEMBERS._metrics):
-        if labels[:2] == (ref.namespace, ref.name):
-            metrics.MEMBERS.remove(*labels)
+    metrics.clear(metrics.MEMBERS, ref.namespace, ref.name)  # states no member is in any more go
     counts: dict[tuple[str, str], int] = {}
     for member in status.members:
         counts[(member.zone, member.state.value)] = counts.get((member.zone, member.state.value), 0) + 1

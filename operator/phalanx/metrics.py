@@ -78,6 +78,13 @@ def serve(port: int) -> None:
     start_http_server(port, registry=REGISTRY)
 
 
+def clear(metric: Gauge | Counter | Histogram, namespace: str, store: str) -> None:
+    """Remove every series of one store from a metric labelled (namespace, store, ...)."""
+    for labels in list(metric._metrics):  # prometheus_client has no public way to list series
+        if labels[:2] == (namespace, store):
+            metric.remove(*labels)
+
+
 def forget_store(namespace: str, store: str) -> None:
     """Drop a deleted store's series, so dashboards do not show ghosts."""
     for metric in (
@@ -92,6 +99,4 @@ def forget_store(namespace: str, store: str) -> None:
         SNAPSHOT_AGE,
         SNAPSHOTS,
     ):
-        for labels in list(metric._metrics):
-            if labels[:2] == (namespace, store):
-                metric.remove(*labels)
+        clear(metric, namespace, store)

@@ -34,6 +34,8 @@ class Sandbox:
     plane: ControlPlane | None = None
     extra: list[Process] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    operator_metrics_port: int | None = None
+    """Where the operator started by ``start_operator`` serves /metrics."""
 
     @property
     def kubeconfig(self) -> Path:
@@ -89,7 +91,7 @@ class Sandbox:
             **extra_env,
         }
         process = self.spawn("operator", [sys.executable, "-m", "phalanx"], env=env)
-        self.timings["metrics_port"] = float(env["PHALANX_METRICS_PORT"])
+        self.operator_metrics_port = int(env["PHALANX_METRICS_PORT"])
         return process
 
     def _start_simulator(self) -> None:

@@ -57,7 +57,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.operator:
             sandbox.start_operator()
         shutil.copyfile(sandbox.kubeconfig, directory / "kubeconfig")
-        state = {"pid": os.getpid(), "ready": True, "timings": sandbox.timings, "logs": str(sandbox.logs_dir)}
+        state = {
+            "pid": os.getpid(),
+            "ready": True,
+            "timings": sandbox.timings,
+            "logs": str(sandbox.logs_dir),
+            "metrics_port": sandbox.operator_metrics_port,
+        }
         state_file.write_text(json.dumps(state))
         done.wait()
     except ControlPlaneError as error:
@@ -103,8 +109,8 @@ def cmd_up(args: argparse.Namespace) -> int:
                 total, plane = timings.get("total", 0), timings.get("control_plane", 0)
                 print(f"sandbox up in {total:.1f}s (control plane {plane:.1f}s)")
                 print(f"kubeconfig: {directory / 'kubeconfig'}   logs: {state.get('logs')}")
-                if timings.get("metrics_port"):
-                    print(f"operator metrics: http://127.0.0.1:{int(timings['metrics_port'])}/metrics")
+                if state.get("metrics_port"):
+                    print(f"operator metrics: http://127.0.0.1:{state['metrics_port']}/metrics")
                 print(f"try: kubectl --kubeconfig {directory / 'kubeconfig'} get nodes -L topology.kubernetes.io/zone")
                 return 0
             print(state.get("error", "sandbox failed"), file=sys.stderr)
