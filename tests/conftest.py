@@ -138,6 +138,11 @@ class Operator:
                 samples[key] = float(value)
         return samples
 
+    def reconciles(self, namespace: str, store: str) -> float:
+        """Reconcile passes the operator completed for one store so far."""
+        key = f'phalanx_reconciles_total{{namespace="{namespace}",outcome="ok",store="{store}"}}'
+        return self.metrics().get(key, 0.0)
+
     def writes(self, namespace: str) -> float:
         """Writes the operator has sent to the API server so far, into one namespace."""
         mark = f'namespace="{namespace}"'

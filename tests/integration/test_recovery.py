@@ -14,7 +14,7 @@ from phalanx import names
 from phalanx.kube import Kube, Obj
 from phalanx.sandbox import SimulatorHandle, wait_for
 from tests.conftest import Operator
-from tests.integration.test_operator import condition, member_claims, member_pods, store, wait_ready
+from tests.integration.test_operator import condition, member_claims, member_pods, passes, store, wait_ready
 
 pytestmark = pytest.mark.cluster
 
@@ -272,8 +272,8 @@ def test_zone_loss_with_wait_reports_the_zone_and_replaces_nothing(
         obj = kube.get(k.STORES, "patient", namespace)
         return obj if "zone zone-a is down beyond" in condition(obj, "Reconciling").get("message", "") else None
 
-    wait_for(reported, "the lost zone reported", timeout=60)
-    time.sleep(3)  # well beyond every grace period: nothing may be replaced
+    wait_for(reported, "the lost zone reported", timeout=60)  # so zoneFailureGrace (and member grace) passed
+    passes(operator, kube, namespace, "patient")  # the operator looked again: nothing may be replaced
     assert sorted(members(kube, namespace, "patient")) == ["patient-1", "patient-2", "patient-3"]
     sim.start_zone("zone-a")
     wait_ready(kube, namespace, "patient", 3, timeout=60)
