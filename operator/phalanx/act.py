@@ -92,10 +92,10 @@ def _carry_out(store: StoreRef, actions: Sequence[A], do: Callable[[A], None]) -
         except ApiError as error:
             log.warning("%s on %s failed: %s", kind, store, error)
             outcomes.append(Outcome(action, str(error)))
-            metrics.ACTIONS.labels(store.namespace, store.name, kind, "error").inc()
+            metrics.of(metrics.ACTIONS, store.namespace, store.name, kind, "error").inc()
             continue
         outcomes.append(Outcome(action))
-        metrics.ACTIONS.labels(store.namespace, store.name, kind, "ok").inc()
+        metrics.of(metrics.ACTIONS, store.namespace, store.name, kind, "ok").inc()
         if kind == CRASH_AFTER:
             log.error("test-only crash after %s", CRASH_AFTER)
             os._exit(137)
@@ -114,8 +114,8 @@ class Actor:
         self.pdb = pdb
 
     @classmethod
-    def connect(cls) -> Actor:
-        kube = Kube(k.load_default_client(), on_write=_count_write, field_manager=FIELD_MANAGER)
+    def connect(cls, connections: int = 32) -> Actor:
+        kube = Kube(k.load_default_client(connections), on_write=_count_write, field_manager=FIELD_MANAGER)
         pdb = k.PDB_V1 if k.served(kube, "policy/v1") else k.PDB_V1BETA1
         return cls(kube, pdb)
 

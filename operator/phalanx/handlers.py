@@ -1,207 +1,160 @@
 """Handlers: the only module that imports Kopf. It wires events to observe → plan → act.
 
-- **Indexes** keep every pod and PVC labelled ``phalanx.dev/store``, the store's Services and
-  PodDisruptionBudget, and all nodes, in memory: observing a store costs no API call.
-- **One daemon per store** runs the loop: observe from the indexes, plan, write status, act, then
-  sleep until the plan's requeue time or until something of the store changes.
-- **Event handlers** on children (and on nodes whose health changed) wake the store's daemon at once,
-  so a deleted pod is replaced within a second instead of at the next timer.
+- **The watch cache** (``cache``) keeps every pod, PVC, VolumeSnapshot, Service and
+  PodDisruptionBudget labelled ``phalanx.dev/store``, and all nodes, in memory: observing a store
+  costs no API call. Its changes wake the stores they concern at once, so a deleted pod is replaced
+  within a second instead of at the next timer.
+- **One daemon per store** runs the loop: observe from the cache, plan, write status, act, then
+  sleep until the plan's requeue time or until something of the store changes. It does not plan
+  while the cache has not shown its own last writes (``expectations``).
 - **The deletion handler** is the finalizer that applies ``deletionPolicy``.
 
-Kopf keeps its own bookkeeping in ``status.kopf``, never in annotations, and nothing here writes
-``spec``, so GitOps tools see no drift.
+Kopf watches only ReplicatedStores. It keeps its own bookkeeping in ``status.kopf``, never in
+annotations, and nothing here writes ``spec``, so GitOps tools see no drift.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import kopf
 
 from phalanx import build, metrics, names
+from phalanx import kube as k
 from phalanx.act import OWN_STATUS_EXCLUDED, Actor, Outcome
+from phalanx.cache import StoreKey, WatchCache
+from phalanx.expectations import Expectations, expected
 from phalanx.models import GROUP, PLURAL, VERSION, DeletionPolicy, RecoveryRecord, ReplicatedStoreSpec
 from phalanx.names import StoreRef
-from phalanx.observe import NodeView, Observed, observe
-from phalanx.plan import (
-    CreateMember,
-    CreatePod,
-    DeletePod,
-    DeleteSnapshot,
-    Plan,
-    RetireMember,
-    Snapshot,
-    plan,
-    plan_deletion,
-)
+from phalanx.observe import Observed, observe
+from phalanx.plan import Plan, plan, plan_deletion
 from phalanx.settings import Settings
 from phalanx.validation import SpecError, parse_spec
 
 log = logging.getLogger("phalanx")
-StoreKey = tuple[str, str]  # (namespace, store)
+T = TypeVar("T")
+
+WATCH_DELAY = float(os.environ.get("PHALANX_TEST_WATCH_DELAY", "0") or 0)
+"""Test-only: seconds by which the cache receives every pod and PVC watch event late, so that the
+tests can prove that a lagging watch never makes a store create twice. Unset in production."""
 
 
 class Runtime:
-    """Process-wide state: the writer, per-store wake-up events and the last seen node health.
+    """Process-wide state: the writer, the watch cache, per-store wake-ups and expectations.
 
-    Only touched from the event loop: the handlers that wake stores are ``async`` for that reason
-    (Kopf runs plain functions in worker threads, where ``asyncio.Event.set`` is not safe)."""
+    ``wake`` is only called on the event loop; the cache's threads hand over with
+    ``call_soon_threadsafe`` (``asyncio.Event.set`` is not thread-safe)."""
 
     def __init__(self) -> None:
         self.actor: Actor | None = None
+        self.cache: WatchCache | None = None
+        self.pool: ThreadPoolExecutor | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.wakeups: dict[StoreKey, asyncio.Event] = {}
-        self.node_health: dict[str, NodeView] = {}
+        self.expectations = Expectations()
         self.written: dict[StoreKey, tuple[str | None, dict[str, Any]]] = {}
         """Per store: the resourceVersion its body had when we last wrote its status, and what we wrote."""
 
-    def wake(self, key: StoreKey) -> None:
-        event = self.wakeups.get(key)
-        if event is not None:
+    def wake(self, stores: Iterable[StoreKey] | None) -> None:
+        """Wake these stores' loops (None: every store)."""
+        if stores is None:
+            events: Iterable[asyncio.Event] = list(self.wakeups.values())
+        else:
+            events = [e for key in stores if (e := self.wakeups.get(key)) is not None]
+        for event in events:
             event.set()
 
-    def wake_all(self) -> None:
-        for event in self.wakeups.values():
-            event.set()
+    def wake_from_thread(self, stores: Iterable[StoreKey] | None) -> None:
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.wake, stores)
+
+    async def io(self, call: Callable[..., T], *args: Any) -> T:
+        """Run a blocking API call on the writer threads (not the loop's default pool: its size is
+        the machine's core count, and a thousand stores writing at once would queue behind it)."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, functools.partial(call, *args))
+
+    def ready(self) -> tuple[Actor, WatchCache]:
+        assert self.actor is not None and self.cache is not None, "startup did not run"
+        return self.actor, self.cache
 
 
 RUNTIME = Runtime()
-INDEXES = (
-    "phalanx_pods",
-    "phalanx_claims",
-    "phalanx_services",
-    "phalanx_budgets",
-    "phalanx_nodes",
-    "phalanx_snapshots",
-)
-"""Kopf passes each index to handlers as a keyword argument of the indexing function's name."""
 
 
 # ------------------------------------------------------------------------------------------------
-# Startup
+# Startup and cleanup
 
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     config = Settings.from_env()
+    for name in config.retired:
+        log.warning("%s is no longer a setting and is ignored (see README: Settings)", name)
     settings.persistence.finalizer = names.FINALIZER
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
     settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.lastHandledConfiguration")
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
-    settings.batching.worker_limit = config.workers
-    settings.execution.max_workers = config.workers
-    RUNTIME.actor = await asyncio.to_thread(Actor.connect)
+    RUNTIME.loop = asyncio.get_running_loop()
+    RUNTIME.pool = ThreadPoolExecutor(config.api_threads, thread_name_prefix="phalanx-api")
+    RUNTIME.actor = actor = await RUNTIME.io(Actor.connect, config.api_threads)
+    watcher = k.Kube(k.load_default_client(connections=4))
+    RUNTIME.cache = WatchCache(watcher, actor.pdb, config.namespaces, RUNTIME.wake_from_thread, delay=WATCH_DELAY)
+    RUNTIME.cache.start()
     if config.metrics_port:
         metrics.serve(config.metrics_port)
     log.info("phalanx started: namespaces=%s metrics=:%s", config.namespaces or "all", config.metrics_port)
 
 
-# ------------------------------------------------------------------------------------------------
-# Indexes: the observed world, kept by Kopf from watch events.
+@kopf.on.cleanup()
+async def shut_down(**_: Any) -> None:
+    if RUNTIME.cache is not None:
+        RUNTIME.cache.stop()
 
 
-def _store_key(namespace: str | None, labels: Mapping[str, str]) -> StoreKey:
-    return (namespace or "", labels[names.STORE_LABEL])
-
-
-@kopf.index("pods", labels={names.STORE_LABEL: kopf.PRESENT})
-def phalanx_pods(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[StoreKey, Any]:
-    return {_store_key(namespace, labels): dict(body)}
-
-
-@kopf.index("persistentvolumeclaims", labels={names.STORE_LABEL: kopf.PRESENT})
-def phalanx_claims(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[StoreKey, Any]:
-    return {_store_key(namespace, labels): dict(body)}
-
-
-@kopf.index("services", labels={names.STORE_LABEL: kopf.PRESENT})
-def phalanx_services(
-    namespace: str | None, labels: Mapping[str, str], name: str, body: kopf.Body, **_: Any
-) -> dict[StoreKey, str]:
-    kind = "peers-service" if (body.get("spec") or {}).get("clusterIP") == "None" else "client-service"
-    return {_store_key(namespace, labels): f"{kind}/{name}#{build.child_fingerprint(dict(body))}"}
-
-
-@kopf.index("policy", "poddisruptionbudgets", labels={names.STORE_LABEL: kopf.PRESENT})
-def phalanx_budgets(
-    namespace: str | None, labels: Mapping[str, str], name: str, body: kopf.Body, **_: Any
-) -> dict[StoreKey, str]:
-    return {_store_key(namespace, labels): f"disruption-budget/{name}#{build.child_fingerprint(dict(body))}"}
-
-
-@kopf.index("snapshot.storage.k8s.io", "volumesnapshots", labels={names.STORE_LABEL: kopf.PRESENT})
-def phalanx_snapshots(
-    namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
-) -> dict[StoreKey, Any]:
-    return {_store_key(namespace, labels): dict(body)}
-
-
-@kopf.index("nodes")
-def phalanx_nodes(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
-    return {name: dict(body)}
+async def cache_synced(stopped: kopf.DaemonStopped | None = None) -> WatchCache:
+    """The cache, once every watched kind has been listed: planning on a half-filled cache would
+    take present members for missing ones."""
+    _, cache = RUNTIME.ready()
+    while not cache.synced() and not (stopped and stopped.is_set()):
+        await asyncio.sleep(0.1)
+    return cache
 
 
 # ------------------------------------------------------------------------------------------------
-# Wake-ups: a change of a child wakes its store's daemon; a node's health change wakes every store.
-
-
-@kopf.on.event("pods", labels={names.STORE_LABEL: kopf.PRESENT})
-@kopf.on.event("persistentvolumeclaims", labels={names.STORE_LABEL: kopf.PRESENT})
-@kopf.on.event("services", labels={names.STORE_LABEL: kopf.PRESENT})
-@kopf.on.event("policy", "poddisruptionbudgets", labels={names.STORE_LABEL: kopf.PRESENT})
-@kopf.on.event("snapshot.storage.k8s.io", "volumesnapshots", labels={names.STORE_LABEL: kopf.PRESENT})
-async def child_changed(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
-    RUNTIME.wake(_store_key(namespace, labels))
+# Wake-ups: the cache wakes stores when their children or nodes change; Kopf, when the store does.
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def store_changed(name: str, namespace: str | None, **_: Any) -> None:
     """A spec edit (or our own status write) reaches the daemon at once; the plan decides if it matters."""
-    RUNTIME.wake((namespace or "", name))
-
-
-@kopf.on.event("nodes")
-async def node_changed(name: str, body: kopf.Body, type: str | None, **_: Any) -> None:
-    health = NodeView.of(dict(body))
-    if type == "DELETED":
-        RUNTIME.node_health.pop(name, None)
-        RUNTIME.wake_all()
-    elif RUNTIME.node_health.get(name) != health:  # heartbeats alone change nothing that matters
-        RUNTIME.node_health[name] = health
-        RUNTIME.wake_all()
+    RUNTIME.wake([(namespace or "", name)])
 
 
 # ------------------------------------------------------------------------------------------------
 # The loop of one store
 
 
-def _values(index: kopf.Index[Any, Any], key: Any) -> list[Any]:
-    store = index.get(key)
-    return list(store) if store is not None else []
-
-
-def _all_values(index: kopf.Index[Any, Any]) -> Iterable[Any]:
-    for key in list(index):
-        yield from _values(index, key)
-
-
-def observe_store(ref: StoreRef, body: Mapping[str, Any], indexes: Mapping[str, kopf.Index[Any, Any]]) -> Observed:
+def observe_store(ref: StoreRef, body: Mapping[str, Any], cache: WatchCache) -> Observed:
     key = (ref.namespace, ref.name)
     return observe(
         ref,
         int(body.get("metadata", {}).get("generation") or 0),
         dict(body.get("status") or {}),
-        pods=_values(indexes["phalanx_pods"], key),
-        claims=_values(indexes["phalanx_claims"], key),
-        nodes=_all_values(indexes["phalanx_nodes"]),
-        children=[*_values(indexes["phalanx_services"], key), *_values(indexes["phalanx_budgets"], key)],
-        snapshots=_values(indexes["phalanx_snapshots"], key),
+        pods=cache.of_store("pods", key),
+        claims=cache.of_store("claims", key),
+        nodes=cache.nodes(),
+        children=cache.children(key),
+        snapshots=cache.of_store("snapshots", key),
         annotations=dict(body.get("metadata", {}).get("annotations") or {}),
     )
 
@@ -225,28 +178,6 @@ def parse(body: Mapping[str, Any], name: str) -> tuple[ReplicatedStoreSpec | Non
     return parsed, None
 
 
-def expected_visible(plan_: Plan, observed: Observed) -> bool:
-    """Whether the indexes already show what the last plan did (so the next plan does not redo it)."""
-    for action in plan_.actions:
-        member = observed.member(getattr(action, "member", ""))
-        if isinstance(action, CreateMember) and (member is None or member.pod is None or member.claim is None):
-            return False
-        if isinstance(action, CreatePod) and (member is None or member.pod is None):
-            return False
-        pod = member.pod if member is not None else None
-        if isinstance(action, DeletePod) and pod is not None and pod.uid == action.uid and not pod.terminating:
-            return False
-        if isinstance(action, RetireMember) and member is not None:
-            return False
-        if isinstance(action, Snapshot) and not any(s.name == action.name for s in observed.snapshots):
-            return False
-        if isinstance(action, DeleteSnapshot) and any(
-            s.uid == action.uid and not s.terminating for s in observed.snapshots
-        ):
-            return False
-    return True
-
-
 def report(body: kopf.Body, outcomes: list[Outcome]) -> None:
     """One Kubernetes Event per action taken (or failed)."""
     for outcome in outcomes:
@@ -267,39 +198,40 @@ def completed_recovery(previous: Mapping[str, Any], plan_: Plan) -> RecoveryReco
 
 
 def record(ref: StoreRef, plan_: Plan, desired: int, previous: Mapping[str, Any]) -> None:
-    status = plan_.status
-    metrics.DESIRED.labels(ref.namespace, ref.name).set(desired)
-    metrics.READY.labels(ref.namespace, ref.name).set(status.ready_replicas)
-    metrics.clear(metrics.MEMBERS, ref.namespace, ref.name)  # states no member is in any more go
+    """The store's metrics after a pass; every series is set through ``metrics.of`` so that the
+    store's own series can be found (and dropped) without scanning every other store's."""
+    status, ns, name = plan_.status, ref.namespace, ref.name
+    metrics.of(metrics.DESIRED, ns, name).set(desired)
+    metrics.of(metrics.READY, ns, name).set(status.ready_replicas)
     counts: dict[tuple[str, str], int] = {}
     for member in status.members:
         counts[(member.zone, member.state.value)] = counts.get((member.zone, member.state.value), 0) + 1
+    metrics.drop(metrics.MEMBERS, ns, name, keep=set(counts))  # states no member is in any more go
     for (zone, state), count in counts.items():
-        metrics.MEMBERS.labels(ref.namespace, ref.name, zone, state).set(count)
+        metrics.of(metrics.MEMBERS, ns, name, zone, state).set(count)
     for condition in status.conditions:
-        metrics.STORE_CONDITION.labels(ref.namespace, ref.name, condition.type).set(condition.status == "True")
+        metrics.of(metrics.STORE_CONDITION, ns, name, condition.type).set(condition.status == "True")
     for recovery in plan_.recoveries:
-        metrics.RECOVERIES.labels(ref.namespace, ref.name, recovery.source.value).inc()
+        metrics.of(metrics.RECOVERIES, ns, name, recovery.source.value).inc()
     done = completed_recovery(previous, plan_)
     if done is not None and done.seconds is not None:
         metrics.RECOVERY_SECONDS.labels(done.source.value).observe(done.seconds)
     if status.snapshots is not None:
-        metrics.SNAPSHOTS.labels(ref.namespace, ref.name).set(status.snapshots.count)
+        metrics.of(metrics.SNAPSHOTS, ns, name).set(status.snapshots.count)
         if status.snapshots.latest_time is not None:
             age = (datetime.now(UTC) - status.snapshots.latest_time).total_seconds()
-            metrics.SNAPSHOT_AGE.labels(ref.namespace, ref.name).set(age)
+            metrics.of(metrics.SNAPSHOT_AGE, ns, name).set(age)
 
 
-async def reconcile(ref: StoreRef, body: kopf.Body, indexes: Mapping[str, kopf.Index[Any, Any]]) -> tuple[Plan, int]:
+async def reconcile(ref: StoreRef, body: kopf.Body) -> tuple[Plan, int]:
     """One pass: observe, plan, write status (first: it records serials about to be used), act.
-    Returns the plan and how many of its actions failed."""
-    actor = RUNTIME.actor
-    assert actor is not None, "startup did not run"
+    Returns the plan and how many of its actions failed; what succeeded is expected in the cache."""
+    actor, cache = RUNTIME.ready()
     snapshot = {"metadata": dict(body.metadata), "spec": dict(body.spec), "status": dict(body.status)}
     if snapshot["metadata"].get("deletionTimestamp"):
         # Being deleted (perhaps with its namespace): the finalizer owns it now; recreating
         # children would only fight the deletion.
-        return Plan((), plan(None, observe_store(ref, snapshot, indexes), datetime.now(UTC)).status, 5.0), 0
+        return Plan((), plan(None, observe_store(ref, snapshot, cache), datetime.now(UTC)).status, 5.0), 0
     key = (ref.namespace, ref.name)
     echo = RUNTIME.written.get(key)
     if echo is not None and echo[0] == snapshot["metadata"].get("resourceVersion"):
@@ -308,9 +240,10 @@ async def reconcile(ref: StoreRef, body: kopf.Body, indexes: Mapping[str, kopf.I
         kept = {k_: v for k_, v in snapshot["status"].items() if k_ in OWN_STATUS_EXCLUDED}
         snapshot["status"] = {**kept, **echo[1]}
     spec, invalid = parse(snapshot, ref.name)
-    observed = observe_store(ref, snapshot, indexes)
+    observed = observe_store(ref, snapshot, cache)
     revision = build.template_revision(spec) if spec else None
     has_ports = spec is not None and build.client_service(ref, spec) is not None
+    digests = wanted_children(ref, spec) if spec else None
     decided = plan(
         spec,
         observed,
@@ -318,14 +251,18 @@ async def reconcile(ref: StoreRef, body: kopf.Body, indexes: Mapping[str, kopf.I
         invalid=invalid,
         revision=revision,
         has_ports=has_ports,
-        child_digests=wanted_children(ref, spec) if spec else None,
+        child_digests=digests,
     )
     new_status = decided.status.to_wire()
-    if await asyncio.to_thread(actor.write_status, ref, snapshot["status"], new_status):
+    if await RUNTIME.io(actor.write_status, ref, snapshot["status"], new_status):
         RUNTIME.written[key] = (snapshot["metadata"].get("resourceVersion"), new_status)
     failed = 0
     if decided.actions and spec is not None and revision is not None:
-        outcomes = await asyncio.to_thread(actor.execute, ref, spec, decided, revision)
+        outcomes = await RUNTIME.io(actor.execute, ref, spec, decided, revision)
+        now = time.monotonic()
+        RUNTIME.expectations.add(
+            key, [e for o in outcomes if o.error is None for e in expected(o.action, now, digests)]
+        )
         report(body, outcomes)
         failed = sum(1 for o in outcomes if o.error)
     record(ref, decided, spec.replicas if spec else 0, snapshot["status"])
@@ -353,35 +290,41 @@ async def run_store(
     ref = StoreRef(name, namespace or "", uid)
     key = (ref.namespace, name)
     wake = RUNTIME.wakeups.setdefault(key, asyncio.Event())
-    indexes = {index: kwargs[index] for index in INDEXES}
-    last: Plan | None = None
-    settle_until = 0.0
+    cache = await cache_synced(stopped)
     failing = 0  # consecutive passes with failed writes: back off (quota, admission, RBAC ...)
     try:
         while not stopped:
             wake.clear()
-            if last is not None and last.actions and time.monotonic() < settle_until:
-                observed = observe_store(ref, {"metadata": dict(body.metadata), "status": dict(body.status)}, indexes)
-                if not expected_visible(last, observed):  # the watch has not caught up with our writes yet
-                    await _sleep(wake, stopped, 0.5)
-                    continue
+            if not await _caught_up(ref, cache):  # our own last writes are not in the cache yet
+                await _sleep(wake, stopped, 1.0)
+                continue
             started = time.monotonic()
             try:
-                last, failed = await reconcile(ref, body, indexes)
-                metrics.RECONCILES.labels(ref.namespace, name, "ok").inc()
+                last, failed = await reconcile(ref, body)
+                metrics.of(metrics.RECONCILES, ref.namespace, name, "ok").inc()
                 failing = failing + 1 if failed else 0
                 delay = min(5.0 * 2 ** (failing - 1), 300.0) if failing else last.requeue_after
             except Exception:
                 log.exception("reconcile of %s/%s failed", namespace, name)
-                metrics.RECONCILES.labels(ref.namespace, name, "error").inc()
-                last, delay = None, 5.0
+                metrics.of(metrics.RECONCILES, ref.namespace, name, "error").inc()
+                delay = 5.0
             finally:
-                metrics.RECONCILE_SECONDS.labels(ref.namespace, name).observe(time.monotonic() - started)
-            settle_until = time.monotonic() + 10.0
+                metrics.of(metrics.RECONCILE_SECONDS, ref.namespace, name).observe(time.monotonic() - started)
             await _sleep(wake, stopped, delay)
     finally:
         RUNTIME.wakeups.pop(key, None)
         RUNTIME.written.pop(key, None)
+        RUNTIME.expectations.forget(key)
+
+
+async def _caught_up(ref: StoreRef, cache: WatchCache) -> bool:
+    """Whether the cache shows every write the store made (so planning now cannot redo one)."""
+    waiting, expired = RUNTIME.expectations.unmet(
+        (ref.namespace, ref.name), lambda kind, name: cache.find(kind, ref.namespace, name), time.monotonic()
+    )
+    for item in expired:
+        log.warning("%s/%s: %s never showed in the watch; planning anyway", ref.namespace, ref.name, item.why)
+    return not waiting
 
 
 async def _sleep(wake: asyncio.Event, stopped: kopf.DaemonStopped, delay: float) -> None:
@@ -407,14 +350,14 @@ async def delete_store(
     **kwargs: Any,
 ) -> None:
     """Apply deletionPolicy. An invalid spec counts as Retain: data is never deleted on a guess."""
-    actor = RUNTIME.actor
-    assert actor is not None
+    actor, _ = RUNTIME.ready()
+    cache = await cache_synced()
     ref = StoreRef(name, namespace or "", uid)
     key = (ref.namespace, name)
     spec, _invalid = parse({"spec": dict(body.spec)}, name)
     policy = spec.deletion_policy if spec else DeletionPolicy.RETAIN
-    claims_raw = _values(kwargs["phalanx_claims"], key)
-    observed = observe(ref, 0, {}, _values(kwargs["phalanx_pods"], key), claims_raw, ())
+    claims_raw = cache.of_store("claims", key)
+    observed = observe(ref, 0, {}, cache.of_store("pods", key), claims_raw, ())
     retained = {
         c["metadata"]["name"] for c in claims_raw if names.RETAINED_ANNOTATION in c["metadata"].get("annotations", {})
     }
@@ -422,9 +365,9 @@ async def delete_store(
     # being deleted takes the claims too, and Retain must still pin their volumes.
     views = [m.claim for m in observed.members if m.claim is not None] + list(observed.retired_claims)
     claims = [(c.name, c.uid, c.retired, c.name in retained) for c in views]
-    ready = await asyncio.to_thread(actor.final_snapshots, ref, [c[0] for c in claims])
+    ready = await RUNTIME.io(actor.final_snapshots, ref, [c[0] for c in claims])
     actions, done = plan_deletion(policy, observed, claims, ready)
-    outcomes = await asyncio.to_thread(actor.finalize, ref, spec, actions)
+    outcomes = await RUNTIME.io(actor.finalize, ref, spec, actions)
     report(body, outcomes)
     if not done or any(o.error for o in outcomes):
         raise kopf.TemporaryError("waiting for final snapshots or retrying failed deletions", delay=2)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -96,8 +97,9 @@ def load_api_client(kubeconfig: str) -> kubernetes.client.ApiClient:
     return kubernetes.client.ApiClient(configuration)
 
 
-def load_default_client() -> kubernetes.client.ApiClient:
+def load_default_client(connections: int = 32) -> kubernetes.client.ApiClient:
     """In a pod: the service account. Elsewhere: the kubeconfig that $KUBECONFIG names, read now.
+    ``connections``: how many it keeps open (one per thread that sends at once).
 
     Reading $KUBECONFIG at call time matters: the client captures it when it is imported.
     """
@@ -109,7 +111,7 @@ def load_default_client() -> kubernetes.client.ApiClient:
         kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
             config_file=path, client_configuration=configuration
         )
-    configuration.connection_pool_maxsize = 32
+    configuration.connection_pool_maxsize = connections
     return kubernetes.client.ApiClient(configuration)
 
 
@@ -176,10 +178,28 @@ class Kube:
                 return None
             raise
 
-    def listing(self, res: Resource, namespace: str | None = None, selector: str | None = None) -> Obj:
-        query = {"labelSelector": selector} if selector else None
-        result: Obj = self.request("GET", res.path(namespace), query=query)
-        return result
+    def listing(
+        self, res: Resource, namespace: str | None = None, selector: str | None = None, page: int | None = None
+    ) -> Obj:
+        """One LIST; with ``page``, every page of it (``limit``/``continue``), so that a list of
+        thousands of objects never has to come back as one answer."""
+        query = {"labelSelector": selector} if selector else {}
+        if page is None:
+            result: Obj = self.request("GET", res.path(namespace), query=query or None)
+            return result
+        items: list[Obj] = []
+        token = ""
+        while True:
+            answer = self.request(
+                "GET",
+                res.path(namespace),
+                query={**query, "limit": str(page), **({"continue": token} if token else {})},
+            )
+            items += answer.get("items") or []
+            token = (answer.get("metadata") or {}).get("continue") or ""
+            if not token:
+                answer["items"] = items
+                return dict(answer)
 
     def items(self, res: Resource, namespace: str | None = None, selector: str | None = None) -> list[Obj]:
         items: list[Obj] = self.listing(res, namespace, selector).get("items", [])
@@ -248,16 +268,28 @@ class Kube:
             raise
         return True
 
-    def watch(self, res: Resource, resource_version: str, timeout_seconds: int = 60) -> Iterator[tuple[str, Obj]]:
+    def watch(
+        self,
+        res: Resource,
+        resource_version: str,
+        timeout_seconds: int = 60,
+        namespace: str | None = None,
+        selector: str | None = None,
+    ) -> Iterator[tuple[str, Obj]]:
         """Events after resource_version until the server closes the stream."""
         query = {
             "watch": "1",
             "resourceVersion": resource_version,
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(timeout_seconds),
+            **({"labelSelector": selector} if selector else {}),
         }
         response = self.request(
-            "GET", res.path(), query=query, timeout=urllib3.Timeout(connect=5, read=timeout_seconds + 10), stream=True
+            "GET",
+            res.path(namespace),
+            query=query,
+            timeout=urllib3.Timeout(connect=5, read=timeout_seconds + 10),
+            stream=True,
         )
         try:
             buffer = b""
@@ -313,13 +345,34 @@ class Informer:
 
     Level-triggered: the callback gets a key, never the event, and reads the cache. A watch that
     expires (410 Gone) or breaks is followed by a fresh list, which also reports every key again.
+    ``namespace`` and ``selector`` narrow what is watched; ``transform`` keeps only what the reader
+    needs of each object (memory grows with the cluster, so the operator keeps a few fields);
+    ``delay`` holds every watch event back that many seconds (tests: a lagging watch).
     """
 
-    def __init__(self, kube: Kube, res: Resource, on_change: Callable[[str, str], None], name: str = "") -> None:
+    PAGE = 500
+    """Objects per LIST page when (re)listing."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        res: Resource,
+        on_change: Callable[[str, str], None],
+        name: str = "",
+        *,
+        namespace: str | None = None,
+        selector: str | None = None,
+        transform: Callable[[Obj], Obj] | None = None,
+        delay: float = 0.0,
+    ) -> None:
         self.kube = kube
         self.res = res
         self.on_change = on_change
         self.name = name or res.plural
+        self.namespace = namespace
+        self.selector = selector
+        self.transform = transform or (lambda obj: obj)
+        self.delay = delay
         self.cache: dict[str, Obj] = {}
         self.lock = threading.Lock()
         self.synced = threading.Event()
@@ -341,8 +394,8 @@ class Informer:
             return list(self.cache.values())
 
     def _relist(self) -> str:
-        listing = self.kube.listing(self.res)
-        fresh = {key_of(item): item for item in listing.get("items", [])}
+        listing = self.kube.listing(self.res, self.namespace, self.selector, page=self.PAGE)
+        fresh = {key_of(item): self.transform(item) for item in listing.get("items", [])}
         with self.lock:
             gone = set(self.cache) - set(fresh)
             self.cache = fresh
@@ -351,13 +404,33 @@ class Informer:
         self.synced.set()
         return str(listing["metadata"]["resourceVersion"])
 
+    def _delayed(self, events: Iterator[tuple[str, Obj]]) -> Iterator[tuple[str, Obj]]:
+        """Each event handed on ``delay`` seconds after it arrived (tests: a watch that lags)."""
+        arrived: queue.Queue[tuple[float, tuple[str, Obj]] | None] = queue.Queue()
+
+        def pump() -> None:
+            try:
+                for event in events:
+                    arrived.put((time.monotonic(), event))
+            except Exception:  # the stream broke: what arrived is still handed on, then a new watch
+                log.debug("watch of %s ended", self.name, exc_info=True)
+            finally:
+                arrived.put(None)
+
+        threading.Thread(target=pump, name=f"informer-{self.name}-pump", daemon=True).start()
+        while (item := arrived.get()) is not None:
+            moment, event = item
+            time.sleep(max(0.0, moment + self.delay - time.monotonic()))
+            yield event
+
     def _run(self) -> None:
         version = ""
         while not self.stopping.is_set():
             try:
                 if not version:
                     version = self._relist()
-                for kind, obj in self.kube.watch(self.res, version):
+                events = self.kube.watch(self.res, version, namespace=self.namespace, selector=self.selector)
+                for kind, obj in self._delayed(events) if self.delay else events:
                     if kind == "ERROR":
                         version = ""
                         break
@@ -369,7 +442,7 @@ class Informer:
                         if kind == "DELETED":
                             self.cache.pop(key, None)
                         else:
-                            self.cache[key] = obj
+                            self.cache[key] = self.transform(obj)
                     self.on_change(self.name, key)
                     if self.stopping.is_set():
                         return

@@ -233,13 +233,14 @@ def observe(
     status: Raw,
     pods: Iterable[Raw],
     claims: Iterable[Raw],
-    nodes: Iterable[Raw],
+    nodes: Iterable[Raw | NodeView],
     children: Iterable[str] = (),
     snapshots: Iterable[Raw] = (),
     annotations: Mapping[str, str] | None = None,
 ) -> Observed:
     """Join the store's pods and claims into members; pods and claims of other stores are ignored.
-    ``children`` are ``kind/name``, optionally ``#digest`` of what Phalanx decides in them."""
+    ``children`` are ``kind/name``, optionally ``#digest`` of what Phalanx decides in them; ``nodes``
+    may come as views already (the watch cache keeps them so: a pass does not parse every node)."""
     listed_children = list(children)
     pod_views: dict[str, PodView] = {}
     retired_pods = []
@@ -285,7 +286,7 @@ def observe(
         generation=generation,
         members=tuple(members),
         retired_pods=tuple(sorted(retired_pods, key=lambda p: p.name)),
-        nodes=tuple(sorted((NodeView.of(n) for n in nodes), key=lambda n: n.name)),
+        nodes=tuple(sorted((n if isinstance(n, NodeView) else NodeView.of(n) for n in nodes), key=lambda n: n.name)),
         last_serial=last_serial,
         children=frozenset(child.partition("#")[0] for child in listed_children),
         child_digests={key: digest for key, _, digest in (c.partition("#") for c in listed_children) if digest},

@@ -6,7 +6,12 @@
 | ``PHALANX_METRICS_PORT`` | 8080 | Prometheus /metrics port; 0 disables it |
 | ``PHALANX_LIVENESS_PORT`` | 8081 | Kopf's /healthz port; 0 disables it |
 | ``PHALANX_LOG_FORMAT`` | text | ``text`` or ``json`` |
-| ``PHALANX_WORKERS`` | 20 | concurrent handler workers |
+| ``PHALANX_API_THREADS`` | 16 | threads (and pooled connections) that send writes to the API server |
+
+There is no limit on how many stores are reconciled at once: each store has its own loop, and what
+they share is the API threads. (``PHALANX_WORKERS``, which capped Kopf's per-kind workers and could
+deadlock the operator in a cluster with more objects of a kind than workers, is gone; setting it only
+logs a warning.)
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+RETIRED = ("PHALANX_WORKERS",)
+"""Settings that no longer mean anything: the operator warns when one is set."""
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -22,7 +30,9 @@ class Settings:
     metrics_port: int = 8080
     liveness_port: int = 8081
     log_format: str = "text"
-    workers: int = 20
+    api_threads: int = 16
+    retired: tuple[str, ...] = ()
+    """Retired settings found in the environment (to warn about)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -30,10 +40,14 @@ class Settings:
         log_format = env.get("PHALANX_LOG_FORMAT", "text").strip().lower() or "text"
         if log_format not in ("text", "json"):
             raise ValueError(f"PHALANX_LOG_FORMAT must be text or json, not {log_format!r}")
+        api_threads = int(env.get("PHALANX_API_THREADS", "16"))
+        if api_threads < 1:
+            raise ValueError(f"PHALANX_API_THREADS must be at least 1, not {api_threads}")
         return cls(
             namespaces=tuple(n.strip() for n in env.get("PHALANX_NAMESPACES", "").split(",") if n.strip()),
             metrics_port=int(env.get("PHALANX_METRICS_PORT", "8080")),
             liveness_port=int(env.get("PHALANX_LIVENESS_PORT", "8081")),
             log_format=log_format,
-            workers=int(env.get("PHALANX_WORKERS", "20")),
+            api_threads=api_threads,
+            retired=tuple(name for name in RETIRED if name in env),
         )

@@ -1,0 +1,284 @@
+"""The watch cache: the world that ``observe`` reads, kept from watches of the kinds Phalanx manages.
+
+Before observe → plan → act. One ``Informer`` (list, then watch) per kind and watched namespace, each
+in a thread of its own, keeps slim copies of the objects (the few fields ``observe`` reads), grouped
+by the store that their ``phalanx.dev/store`` label names. So a store's pass costs its own objects,
+never the cluster's, and memory grows by a few hundred bytes per object.
+
+Why not Kopf's indexes: Kopf holds every handler of every kind until all indexed objects of all
+kinds are indexed, and with a per-kind worker limit the waiting workers take every slot (no store is
+reconciled once a kind has more objects than the limit); without a limit, each new object wakes every
+waiting worker, and a restart takes time quadratic in the cluster's size. Here, stores start once
+every kind's first LIST is in (``synced``), and nothing waits on anything else.
+
+Every change wakes the stores it concerns, through ``on_wake`` (called from the informer threads):
+a child wakes its store; a node wakes the stores with a pod on it, and every store when its zone's
+health as a whole changes (the last ready node going, the first coming back, a zone's first or last
+node), since zone outages and placement read whole zones.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from phalanx import build, names
+from phalanx.kube import NODES, PODS, PVCS, SERVICES, SNAPSHOTS, Informer, Kube, Obj, Resource
+from phalanx.observe import NodeView
+
+StoreKey = tuple[str, str]
+"""(namespace, store name)."""
+Wake = Callable[[Iterable[StoreKey] | None], None]
+"""Called with the stores to wake, or None for every store."""
+
+_STORE_SELECTOR = names.STORE_LABEL  # "the label exists"
+
+
+def _meta(obj: Obj, *annotations: str) -> Obj:
+    meta = obj.get("metadata") or {}
+    kept: Obj = {
+        key: meta[key]
+        for key in ("name", "namespace", "uid", "labels", "deletionTimestamp", "creationTimestamp", "ownerReferences")
+        if key in meta
+    }
+    found = {a: v for a, v in (meta.get("annotations") or {}).items() if a in annotations}
+    if found:
+        kept["annotations"] = found
+    return kept
+
+
+def _conditions(obj: Obj, *kinds: str) -> list[Obj]:
+    return [c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") in kinds]
+
+
+def slim_pod(pod: Obj) -> Obj:
+    """What observe reads of a member's pod: identity, labels, node, phase, readiness, scheduling."""
+    status = pod.get("status") or {}
+    return {
+        "metadata": _meta(pod),
+        "spec": {"nodeName": (pod.get("spec") or {}).get("nodeName")},
+        "status": {"phase": status.get("phase"), "conditions": _conditions(pod, "Ready", "PodScheduled")},
+    }
+
+
+def slim_claim(pvc: Obj) -> Obj:
+    """What observe reads of a member's claim: identity, labels, seed and retention marks, volume, phase."""
+    spec = pvc.get("spec") or {}
+    return {
+        "metadata": _meta(pvc, names.SEEDED_FROM_ANNOTATION, names.RETAINED_ANNOTATION, names.REPLACES_ANNOTATION),
+        "spec": {"volumeName": spec.get("volumeName"), "dataSource": spec.get("dataSource")},
+        "status": {"phase": (pvc.get("status") or {}).get("phase")},
+    }
+
+
+def slim_snapshot(snapshot: Obj) -> Obj:
+    """What observe reads of a VolumeSnapshot: identity, lineage labels, source, readiness, error."""
+    status = snapshot.get("status") or {}
+    return {
+        "metadata": _meta(snapshot, names.SNAPSHOT_REQUEST),
+        "spec": {"source": (snapshot.get("spec") or {}).get("source")},
+        "status": {
+            "readyToUse": status.get("readyToUse"),
+            "error": status.get("error"),
+            "creationTime": status.get("creationTime"),
+        },
+    }
+
+
+def slim_child(kind: str) -> Callable[[Obj], Obj]:
+    """A Service or PodDisruptionBudget as ``kind/name#digest`` of what Phalanx decides in it.
+    ``kind`` is given, not read: LIST answers carry no ``kind`` on their items."""
+
+    def slim(obj: Obj) -> Obj:
+        if kind == "Service":
+            headless = (obj.get("spec") or {}).get("clusterIP") == "None"
+            child = "peers-service" if headless else "client-service"
+        else:
+            child = "disruption-budget"
+        digest = build.child_fingerprint({**obj, "kind": kind})
+        return {"metadata": _meta(obj), "child": f"{child}/{obj['metadata']['name']}#{digest}"}
+
+    return slim
+
+
+def slim_node(node: Obj) -> Obj:
+    """What NodeView reads of a node: zone label, Ready condition, taints, cordon."""
+    spec = node.get("spec") or {}
+    return {
+        "metadata": {"name": node["metadata"]["name"], "labels": node["metadata"].get("labels") or {}},
+        "spec": {"taints": spec.get("taints") or [], "unschedulable": spec.get("unschedulable")},
+        "status": {"conditions": _conditions(node, "Ready")},
+    }
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One watched kind: where it lives and how it is slimmed."""
+
+    name: str
+    resource: Resource
+    slim: Callable[[Obj], Obj]
+    by_store: bool = True
+    """Namespaced, selected by the store label, grouped by store (all but nodes)."""
+
+
+def kinds(budgets: Resource) -> tuple[Kind, ...]:
+    """Everything ``observe`` reads; ``budgets`` is the PodDisruptionBudget version the cluster serves."""
+    return (
+        Kind("pods", PODS, slim_pod),
+        Kind("claims", PVCS, slim_claim),
+        Kind("snapshots", SNAPSHOTS, slim_snapshot),
+        Kind("services", SERVICES, slim_child("Service")),
+        Kind("budgets", budgets, slim_child("PodDisruptionBudget")),
+        Kind("nodes", NODES, slim_node, by_store=False),
+    )
+
+
+def _zone_health(views: Iterable[NodeView]) -> tuple[int, bool, bool]:
+    """What stores read of a zone as a whole: how many nodes, any ready, any schedulable."""
+    listed = list(views)
+    return len(listed), any(v.ready for v in listed), any(v.schedulable for v in listed)
+
+
+class WatchCache:
+    """Slim copies of every watched object, grouped by store; nodes as ``NodeView``s."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        budgets: Resource,
+        namespaces: tuple[str, ...] = (),
+        on_wake: Wake | None = None,
+        delay: float = 0.0,
+    ) -> None:
+        self.on_wake: Wake = on_wake or (lambda stores: None)
+        self.lock = threading.Lock()
+        self.informers: list[Informer] = []
+        self.kinds = {kind.name: kind for kind in kinds(budgets)}
+        self.groups: dict[str, dict[StoreKey, dict[str, Obj]]] = {name: {} for name in self.kinds}
+        self.store_of: dict[str, dict[str, StoreKey]] = {name: {} for name in self.kinds}
+        """Per kind: object key (``namespace/name``) -> the store it was grouped under."""
+        self.pod_node: dict[str, str] = {}
+        self.stores_on_node: dict[str, Counter[StoreKey]] = {}
+        self.node_views: dict[str, NodeView] = {}
+        self._sorted_nodes: tuple[NodeView, ...] | None = None
+        self._informer_of: dict[str, list[Informer]] = {}
+        for kind in self.kinds.values():
+            scopes: tuple[str | None, ...] = namespaces if (namespaces and kind.by_store) else (None,)
+            for namespace in scopes:
+                informer = Informer(
+                    kube,
+                    kind.resource,
+                    self._changed,
+                    kind.name,
+                    namespace=namespace,
+                    selector=_STORE_SELECTOR if kind.by_store else None,
+                    transform=kind.slim,
+                    # Only the children a store creates lag (tests): nodes and snapshots keep time.
+                    delay=delay if kind.name in ("pods", "claims") else 0.0,
+                )
+                self.informers.append(informer)
+                self._informer_of.setdefault(kind.name, []).append(informer)
+
+    # ---------------------------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        for informer in self.informers:
+            informer.start()
+
+    def stop(self) -> None:
+        for informer in self.informers:
+            informer.stop()
+
+    def synced(self) -> bool:
+        """Every kind's first LIST is in: only then may a store plan (an empty view would create)."""
+        return all(informer.synced.is_set() for informer in self.informers)
+
+    # ------------------------------------------------------------------------------------ reading
+
+    def of_store(self, kind: str, store: StoreKey) -> list[Obj]:
+        with self.lock:
+            return list(self.groups[kind].get(store, {}).values())
+
+    def children(self, store: StoreKey) -> list[str]:
+        """The store's Services and PodDisruptionBudget as ``kind/name#digest``."""
+        return [c["child"] for kind in ("services", "budgets") for c in self.of_store(kind, store)]
+
+    def nodes(self) -> tuple[NodeView, ...]:
+        """Every node's view, sorted by name; rebuilt only after a node changed."""
+        with self.lock:
+            if self._sorted_nodes is None:
+                self._sorted_nodes = tuple(sorted(self.node_views.values(), key=lambda v: v.name))
+            return self._sorted_nodes
+
+    def find(self, kind: str, namespace: str, name: str) -> Obj | None:
+        """One object of a store-grouped kind, as cached now (expectations read it)."""
+        for informer in self._informer_of[kind]:
+            if informer.namespace in (None, namespace):
+                found = informer.get(f"{namespace}/{name}")
+                if found is not None:
+                    return found
+        return None
+
+    # ----------------------------------------------------------------------------------- changes
+
+    def _changed(self, kind: str, key: str) -> None:
+        """An informer saw ``key`` change (or vanish): regroup it and wake whom it concerns."""
+        informers = self._informer_of[kind]
+        obj = next((found for i in informers if (found := i.get(key)) is not None), None)
+        if kind == "nodes":
+            self._node_changed(key, obj)
+            return
+        labels = (obj or {}).get("metadata", {}).get("labels") or {}
+        store = (key.partition("/")[0], labels[names.STORE_LABEL]) if names.STORE_LABEL in labels else None
+        with self.lock:
+            before = self.store_of[kind].pop(key, None)
+            if before is not None:
+                group = self.groups[kind].get(before, {})
+                group.pop(key, None)
+                if not group:
+                    self.groups[kind].pop(before, None)
+            if store is not None and obj is not None:
+                self.store_of[kind][key] = store
+                self.groups[kind].setdefault(store, {})[key] = obj
+            if kind == "pods":
+                self._place_pod(key, before, store, (obj or {}).get("spec", {}).get("nodeName"))
+        if self.synced():
+            self.on_wake({s for s in (before, store) if s is not None})
+
+    def _place_pod(self, key: str, before: StoreKey | None, store: StoreKey | None, node: str | None) -> None:
+        """Keep which stores have pods on which node (a node's trouble wakes only those)."""
+        old_node = self.pod_node.pop(key, None)
+        if old_node is not None and before is not None:
+            counts = self.stores_on_node.get(old_node)
+            if counts is not None:
+                counts[before] -= 1
+                if counts[before] <= 0:
+                    del counts[before]
+        if node and store is not None:
+            self.pod_node[key] = node
+            self.stores_on_node.setdefault(node, Counter())[store] += 1
+
+    def _node_changed(self, name: str, obj: Obj | None) -> None:
+        view = NodeView.of(obj) if obj is not None else None
+        with self.lock:
+            old = self.node_views.get(name)
+            if old == view:
+                return  # a heartbeat: nothing any store reads changed
+            zones = {v.zone for v in (old, view) if v is not None}
+            health_before = {z: _zone_health(v for v in self.node_views.values() if v.zone == z) for z in zones}
+            if view is None:
+                self.node_views.pop(name, None)
+            else:
+                self.node_views[name] = view
+            self._sorted_nodes = None
+            health_after = {z: _zone_health(v for v in self.node_views.values() if v.zone == z) for z in zones}
+            affected = set(self.stores_on_node.get(name, ()))
+        if not self.synced():
+            return
+        if health_before != health_after:
+            self.on_wake(None)
+        elif affected:
+            self.on_wake(affected)
