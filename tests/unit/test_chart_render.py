@@ -145,6 +145,7 @@ def test_every_rendered_manifest_validates_strictly(helm_name: str, values: list
     [
         (["--set", "replicas=3"], "replicas"),
         (["--set", "logFormat=xml"], "logFormat"),
+        (["--set", "apiThreads=0"], "apiThreads"),
         (["--set", "watchNamespaces={Not_A_Namespace}"], "watchNamespaces"),
         (["--set", "watchNamespaces={a,a}"], "watchNamespaces"),
         (["--set", "metrics.port=8081"], "metrics"),
@@ -176,7 +177,7 @@ def test_one_standalone_operator_pod_replaced_by_recreate() -> None:
 
 
 def test_container_runs_the_operator_with_its_configuration() -> None:
-    objs = render("--set", "metrics.port=9100", "--set", "logFormat=json")
+    objs = render("--set", "metrics.port=9100", "--set", "logFormat=json", "--set", "apiThreads=24")
     c = container(objs)
     assert c["command"] == ["python", "-m", "phalanx"]
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
@@ -185,6 +186,7 @@ def test_container_runs_the_operator_with_its_configuration() -> None:
         "PHALANX_NAMESPACES": "",
         "PHALANX_METRICS_PORT": "9100",
         "PHALANX_LOG_FORMAT": "json",
+        "PHALANX_API_THREADS": "24",
         "PHALANX_LIVENESS_PORT": "8081",
     }
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"metrics": 9100, "health": 8081}
