@@ -9,6 +9,7 @@ marks the claim retired before deleting anything, so an interrupted one is finis
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -19,13 +20,14 @@ from typing import Any, TypeVar
 from phalanx import build, metrics
 from phalanx import kube as k
 from phalanx.kube import ApiError, Kube, Resource
-from phalanx.models import ReplicatedStoreSpec
+from phalanx.models import OwnedStatus, ReplicatedStoreSpec
 from phalanx.names import (
     FIELD_MANAGER,
     FINAL_LABEL,
     RECLAIM_WAS_ANNOTATION,
     REPLACES_ANNOTATION,
     RETAINED_ANNOTATION,
+    RETAINED_CLAIM_ANNOTATION,
     RETIRED_LABEL,
     SNAPSHOT_REQUEST,
     STORE_UID_LABEL,
@@ -56,8 +58,54 @@ dies at once, as if killed, so that the tests can prove crash safety at an exact
 production; nothing else reads it."""
 
 OWN_STATUS_EXCLUDED = frozenset({"kopf"})
-A = TypeVar("A", Action, FinalAction)
 """Status keys that others write (Kopf's bookkeeping): never compared, never patched."""
+A = TypeVar("A", Action, FinalAction)
+
+
+@dataclass
+class Provenance:
+    """The store's record of what Phalanx made (``status.owned``), which act extends with every claim
+    and snapshot it creates, and writes (``write``) before building anything on it: a pod is only
+    mounted on a claim whose uid is on record. An existing object under a name act wanted to create
+    is taken as its own only when that record names its uid; otherwise the name is taken by someone
+    else and the action fails (nothing is built on a stranger's object)."""
+
+    claims: dict[str, str]
+    snapshots: dict[str, str]
+    write: Callable[[dict[str, Any]], None]
+    changed: bool = False
+
+    @classmethod
+    def of(cls, owned: OwnedStatus | None, write: Callable[[dict[str, Any]], None]) -> Provenance:
+        owned = owned or OwnedStatus()
+        return cls({o.name: o.uid for o in owned.claims}, {o.name: o.uid for o in owned.snapshots}, write)
+
+    def wire(self) -> dict[str, Any]:
+        def entries(record: dict[str, str]) -> list[dict[str, str]]:
+            return [{"name": name, "uid": uid} for name, uid in sorted(record.items())]
+
+        return {"claims": entries(self.claims), "snapshots": entries(self.snapshots)}
+
+    def add(self, record: dict[str, str], name: str, uid: str) -> None:
+        record[name] = uid
+        self.changed = True
+        self.write(self.wire())
+
+
+def name_taken(kind: str, name: str, by: str = "an object Phalanx did not create") -> ApiError:
+    message = f"{kind} {name} already exists and is {by}: Phalanx neither adopts nor changes it"
+    return ApiError(409, json.dumps({"reason": "AlreadyExists", "message": message}))
+
+
+def controller_uid(obj: Mapping[str, Any]) -> str | None:
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return next((ref.get("uid") for ref in refs if ref.get("controller")), None)
+
+
+def controller_name(obj: Mapping[str, Any]) -> str:
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    ref = next((ref for ref in refs if ref.get("controller")), None)
+    return f"controlled by {ref.get('kind')} {ref.get('name')}" if ref else "made by someone else"
 
 
 @dataclass(frozen=True)
@@ -127,23 +175,61 @@ class Actor:
         self.kube.patch(k.STORES, store.name, {"status": patch}, store.namespace, sub="status")
         return True
 
-    def execute(self, store: StoreRef, spec: ReplicatedStoreSpec, plan: Plan, revision: str) -> list[Outcome]:
-        """Carry out a plan's actions."""
-        return _carry_out(store, plan.actions, lambda action: self._do(store, spec, plan, revision, action))
+    def write_owned(self, store: StoreRef, owned: dict[str, Any]) -> None:
+        """Record what Phalanx made, at once: a crash right after must not leave it unowned."""
+        self.kube.patch(k.STORES, store.name, {"status": {"owned": owned}}, store.namespace, sub="status")
 
-    def _do(self, store: StoreRef, spec: ReplicatedStoreSpec, plan: Plan, revision: str, action: Action) -> None:
+    def execute(
+        self, store: StoreRef, spec: ReplicatedStoreSpec, plan: Plan, revision: str, provenance: Provenance
+    ) -> list[Outcome]:
+        """Carry out a plan's actions, extending the record of what Phalanx made as it goes."""
+        return _carry_out(store, plan.actions, lambda action: self._do(store, spec, plan, revision, provenance, action))
+
+    def _create_recorded(
+        self, res: Resource, manifest: dict[str, Any], namespace: str, record: dict[str, str], provenance: Provenance
+    ) -> None:
+        """Create a claim or snapshot and record its uid; an existing one must be on record already."""
+        name = manifest["metadata"]["name"]
+        made = self.kube.ensure(res, manifest, namespace)
+        if made is not None:
+            provenance.add(record, name, made["metadata"]["uid"])
+            return
+        existing = self.kube.get(res, name, namespace)
+        if record.get(name) != existing["metadata"].get("uid"):
+            raise name_taken(manifest["kind"], name)
+
+    def _create_owned(self, store: StoreRef, res: Resource, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        """Create a child the store controls; an existing one must be controlled by this store.
+        Returns the existing object (None when just created)."""
+        name = manifest["metadata"]["name"]
+        if self.kube.ensure(res, manifest, store.namespace) is not None:
+            return None
+        existing = self.kube.get(res, name, store.namespace)
+        if controller_uid(existing) != store.uid:
+            raise name_taken(manifest["kind"], name, controller_name(existing))
+        return existing
+
+    def _do(
+        self,
+        store: StoreRef,
+        spec: ReplicatedStoreSpec,
+        plan: Plan,
+        revision: str,
+        provenance: Provenance,
+        action: Action,
+    ) -> None:
         ns = store.namespace
         match action:
             case CreateMember(member=member, zone=zone, snapshot=snapshot, replaces=replaces):
                 claim = build.member_claim(store, spec, member, zone, snapshot)
                 if replaces:
                     claim["metadata"].setdefault("annotations", {})[REPLACES_ANNOTATION] = replaces
-                self.kube.ensure(k.PVCS, claim, ns)
+                self._create_recorded(k.PVCS, claim, ns, provenance.claims, provenance)
                 pod = build.member_pod(store, spec, member, zone, list(plan.peers), snapshot, revision)
-                self.kube.ensure(k.PODS, pod, ns)
+                self._create_owned(store, k.PODS, pod)
             case CreatePod(member=member, zone=zone, seeded_from=seeded_from):
                 pod = build.member_pod(store, spec, member, zone, list(plan.peers), seeded_from, revision)
-                self.kube.ensure(k.PODS, pod, ns)
+                self._create_owned(store, k.PODS, pod)
             case DeletePod(member=member, uid=uid):
                 self.kube.delete(k.PODS, member, ns, uid=uid)
             case RetireMember(member=member, pod_uid=pod_uid, claim_uid=claim_uid, delete_volume=delete_volume):
@@ -161,7 +247,7 @@ class Actor:
                 manifest["metadata"]["labels"][STORE_UID_LABEL] = store.uid
                 if request is not None:
                     manifest["metadata"].setdefault("annotations", {})[SNAPSHOT_REQUEST] = request
-                self.kube.ensure(k.SNAPSHOTS, manifest, ns)
+                self._create_recorded(k.SNAPSHOTS, manifest, ns, provenance.snapshots, provenance)
             case DeleteSnapshot(name=name, uid=uid):
                 self.kube.delete(k.SNAPSHOTS, name, ns, uid=uid)
 
@@ -178,7 +264,7 @@ class Actor:
             manifest = build.disruption_budget(store, spec, f"{self.pdb.group}/{self.pdb.version}")
         if manifest is None:
             return
-        if self.kube.ensure(resource, manifest, store.namespace) is None:  # it exists: update it
+        if self._create_owned(store, resource, manifest) is not None:  # it exists and is ours: update it
             name = manifest["metadata"]["name"]
             self.kube.patch(resource, name, {"spec": manifest["spec"]}, store.namespace)
 
@@ -199,19 +285,23 @@ class Actor:
         volume = (pvc or {}).get("spec", {}).get("volumeName")
         return self.kube.find(k.PVS, volume) if volume else None
 
-    def _pin_volume(self, namespace: str, claim: str) -> None:
+    def _pin_volume(self, namespace: str, claim: str, keep_for: str | None = None) -> None:
         """The bound PersistentVolume outlives its claim: reclaim policy Retain. Without it, deleting
         the namespace (which deletes the claims) would let the provisioner delete the data. The
-        policy it had is remembered, for a deliberate deletion to restore."""
+        policy it had is remembered, for a deliberate deletion to restore. ``keep_for``: the uid of
+        the claim it is retained for (a store re-created under the same name adopts that claim)."""
         pv = self._volume_of(namespace, claim)
-        if pv is None or pv["spec"].get("persistentVolumeReclaimPolicy") == "Retain":
+        if pv is None:
             return
-        was = pv["spec"].get("persistentVolumeReclaimPolicy", "Delete")
-        patch = {
-            "metadata": {"annotations": {RECLAIM_WAS_ANNOTATION: was}},
-            "spec": {"persistentVolumeReclaimPolicy": "Retain"},
-        }
-        self.kube.patch(k.PVS, pv["metadata"]["name"], patch)
+        annotations: dict[str, str] = {}
+        if keep_for and (pv["metadata"].get("annotations") or {}).get(RETAINED_CLAIM_ANNOTATION) != keep_for:
+            annotations[RETAINED_CLAIM_ANNOTATION] = keep_for
+        policy = pv["spec"].get("persistentVolumeReclaimPolicy", "Delete")
+        if policy != "Retain":
+            annotations[RECLAIM_WAS_ANNOTATION] = policy
+        if annotations:
+            patch = {"metadata": {"annotations": annotations}, "spec": {"persistentVolumeReclaimPolicy": "Retain"}}
+            self.kube.patch(k.PVS, pv["metadata"]["name"], patch)
 
     def _unpin_volume(self, namespace: str, claim: str) -> None:
         """Give back the reclaim policy Phalanx took away, so the disk goes with the claim."""
@@ -233,8 +323,8 @@ class Actor:
         match action:
             case DeletePod(member=member, uid=uid):
                 self.kube.delete(k.PODS, member, ns, uid=uid)
-            case KeepVolume(member=member):
-                self._pin_volume(ns, member)
+            case KeepVolume(member=member, uid=uid):
+                self._pin_volume(ns, member, keep_for=uid)
                 stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
                 self.kube.patch(k.PVCS, member, {"metadata": {"annotations": {RETAINED_ANNOTATION: stamp}}}, ns)
             case DeleteVolume(member=member, uid=uid):

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from phalanx import build, names
-from phalanx.kube import NODES, PODS, PVCS, SERVICES, SNAPSHOTS, Informer, Kube, Obj, Resource
+from phalanx.kube import NODES, PODS, PVCS, PVS, SERVICES, SNAPSHOTS, Informer, Kube, Obj, Resource
 from phalanx.observe import NodeView
 
 StoreKey = tuple[str, str]
@@ -66,9 +66,15 @@ def slim_pod(pod: Obj) -> Obj:
 def slim_claim(pvc: Obj) -> Obj:
     """What observe reads of a member's claim: identity, labels, seed and retention marks, volume, phase."""
     spec = pvc.get("spec") or {}
+    requested = ((spec.get("resources") or {}).get("requests") or {}).get("storage")
     return {
         "metadata": _meta(pvc, names.SEEDED_FROM_ANNOTATION, names.RETAINED_ANNOTATION, names.REPLACES_ANNOTATION),
-        "spec": {"volumeName": spec.get("volumeName"), "dataSource": spec.get("dataSource")},
+        "spec": {
+            "volumeName": spec.get("volumeName"),
+            "dataSource": spec.get("dataSource"),
+            "storageClassName": spec.get("storageClassName"),
+            "resources": {"requests": {"storage": requested}},
+        },
         "status": {"phase": (pvc.get("status") or {}).get("phase")},
     }
 
@@ -103,6 +109,20 @@ def slim_child(kind: str) -> Callable[[Obj], Obj]:
     return slim
 
 
+def slim_volume(pv: Obj) -> Obj:
+    """What observe reads of a PersistentVolume: its claim, reclaim policy and the policy Phalanx took away."""
+    spec = pv.get("spec") or {}
+    claim = spec.get("claimRef") or {}
+    return {
+        "metadata": _meta(pv, names.RECLAIM_WAS_ANNOTATION, names.RETAINED_CLAIM_ANNOTATION),
+        "spec": {
+            "persistentVolumeReclaimPolicy": spec.get("persistentVolumeReclaimPolicy"),
+            "claimRef": {k_: claim.get(k_) for k_ in ("namespace", "name", "uid")} if claim else None,
+        },
+        "status": {"phase": (pv.get("status") or {}).get("phase")},
+    }
+
+
 def slim_node(node: Obj) -> Obj:
     """What NodeView reads of a node: zone label, Ready condition, taints, cordon."""
     spec = node.get("spec") or {}
@@ -133,6 +153,7 @@ def kinds(budgets: Resource) -> tuple[Kind, ...]:
         Kind("services", SERVICES, slim_child("Service")),
         Kind("budgets", budgets, slim_child("PodDisruptionBudget")),
         Kind("nodes", NODES, slim_node, by_store=False),
+        Kind("volumes", PVS, slim_volume, by_store=False),
     )
 
 
@@ -213,8 +234,14 @@ class WatchCache:
                 self._sorted_nodes = tuple(sorted(self.node_views.values(), key=lambda v: v.name))
             return self._sorted_nodes
 
+    def volume(self, name: str | None) -> Obj | None:
+        """A PersistentVolume by name."""
+        return self._informer_of["volumes"][0].get(name) if name else None
+
     def find(self, kind: str, namespace: str, name: str) -> Obj | None:
-        """One object of a store-grouped kind, as cached now (expectations read it)."""
+        """One object, as cached now (expectations read it); cluster-scoped kinds ignore ``namespace``."""
+        if not self.kinds[kind].by_store:
+            return self._informer_of[kind][0].get(name)
         for informer in self._informer_of[kind]:
             if informer.namespace in (None, namespace):
                 found = informer.get(f"{namespace}/{name}")
@@ -230,6 +257,9 @@ class WatchCache:
         obj = next((found for i in informers if (found := i.get(key)) is not None), None)
         if kind == "nodes":
             self._node_changed(key, obj)
+            return
+        if kind == "volumes":
+            self._volume_changed(obj)
             return
         labels = (obj or {}).get("metadata", {}).get("labels") or {}
         store = (key.partition("/")[0], labels[names.STORE_LABEL]) if names.STORE_LABEL in labels else None
@@ -260,6 +290,14 @@ class WatchCache:
         if node and store is not None:
             self.pod_node[key] = node
             self.stores_on_node.setdefault(node, Counter())[store] += 1
+
+    def _volume_changed(self, obj: Obj | None) -> None:
+        """A volume changed (bound, pinned): wake the store whose claim it holds, if any."""
+        claim = ((obj or {}).get("spec") or {}).get("claimRef") or {}
+        with self.lock:
+            store = self.store_of["claims"].get(f"{claim.get('namespace')}/{claim.get('name')}")
+        if store is not None and self.synced():
+            self.on_wake({store})
 
     def _node_changed(self, name: str, obj: Obj | None) -> None:
         view = NodeView.of(obj) if obj is not None else None

@@ -29,7 +29,7 @@ import kopf
 
 from phalanx import build, metrics, names
 from phalanx import kube as k
-from phalanx.act import OWN_STATUS_EXCLUDED, Actor, Outcome
+from phalanx.act import OWN_STATUS_EXCLUDED, Actor, Outcome, Provenance
 from phalanx.cache import StoreKey, WatchCache
 from phalanx.expectations import Expectations, expected
 from phalanx.models import GROUP, PLURAL, VERSION, DeletionPolicy, RecoveryRecord, ReplicatedStoreSpec
@@ -146,16 +146,19 @@ async def store_changed(name: str, namespace: str | None, **_: Any) -> None:
 
 def observe_store(ref: StoreRef, body: Mapping[str, Any], cache: WatchCache) -> Observed:
     key = (ref.namespace, ref.name)
+    claims = cache.of_store("claims", key)
+    bound = (str((c.get("spec") or {}).get("volumeName") or "") for c in claims)
     return observe(
         ref,
         int(body.get("metadata", {}).get("generation") or 0),
         dict(body.get("status") or {}),
         pods=cache.of_store("pods", key),
-        claims=cache.of_store("claims", key),
+        claims=claims,
         nodes=cache.nodes(),
         children=cache.children(key),
         snapshots=cache.of_store("snapshots", key),
         annotations=dict(body.get("metadata", {}).get("annotations") or {}),
+        volumes={name: found for name in bound if (found := cache.volume(name)) is not None},
     )
 
 
@@ -258,7 +261,11 @@ async def reconcile(ref: StoreRef, body: kopf.Body) -> tuple[Plan, int]:
         RUNTIME.written[key] = (snapshot["metadata"].get("resourceVersion"), new_status)
     failed = 0
     if decided.actions and spec is not None and revision is not None:
-        outcomes = await RUNTIME.io(actor.execute, ref, spec, decided, revision)
+        provenance = Provenance.of(decided.status.owned, functools.partial(actor.write_owned, ref))
+        outcomes = await RUNTIME.io(actor.execute, ref, spec, decided, revision, provenance)
+        if provenance.changed:  # act recorded what it made: plan the next pass on that record too
+            version = snapshot["metadata"].get("resourceVersion")
+            RUNTIME.written[key] = (version, {**new_status, "owned": provenance.wire()})
         now = time.monotonic()
         RUNTIME.expectations.add(
             key, [e for o in outcomes if o.error is None for e in expected(o.action, now, digests)]
@@ -357,7 +364,7 @@ async def delete_store(
     spec, _invalid = parse({"spec": dict(body.spec)}, name)
     policy = spec.deletion_policy if spec else DeletionPolicy.RETAIN
     claims_raw = cache.of_store("claims", key)
-    observed = observe(ref, 0, {}, cache.of_store("pods", key), claims_raw, ())
+    observed = observe(ref, 0, dict(body.status), cache.of_store("pods", key), claims_raw, ())
     retained = {
         c["metadata"]["name"] for c in claims_raw if names.RETAINED_ANNOTATION in c["metadata"].get("annotations", {})
     }

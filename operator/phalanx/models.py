@@ -298,6 +298,8 @@ class ConditionType(enum.StrEnum):
     DEGRADED = "Degraded"
     ZONES_BALANCED = "ZonesBalanced"
     SNAPSHOTS_FRESH = "SnapshotsFresh"
+    FOREIGN_OBJECTS = "ForeignObjects"
+    VOLUMES_MATCH_SPEC = "VolumesMatchSpec"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -662,6 +664,31 @@ class RecoveryRecord(_Model):
     """Recovery time: seconds from the start of the replacement until it was ready."""
 
 
+class OwnedObject(_Model):
+    """One object Phalanx created for the store."""
+
+    name: Text
+    """Its name."""
+
+    uid: Text
+    """Its uid, as the API server answered the create: what proves that Phalanx made it."""
+
+
+_BY_NAME: Final = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
+
+
+class OwnedStatus(_Model):
+    """The record of provenance: the volumes and snapshots Phalanx created for this store and that
+    still exist. Labels say what an object claims to be, not who made it; Phalanx deletes, adopts or
+    restores from an object only when its uid is recorded here, and only Phalanx writes status."""
+
+    claims: Annotated[list[OwnedObject], Field(json_schema_extra=_BY_NAME)] = Field(default_factory=list)
+    """Member PersistentVolumeClaims, live and retired."""
+
+    snapshots: Annotated[list[OwnedObject], Field(json_schema_extra=_BY_NAME)] = Field(default_factory=list)
+    """VolumeSnapshots of the store's lineage."""
+
+
 class RolloutStatus(_Model):
     """Progress of the rollout in flight."""
 
@@ -738,6 +765,9 @@ class ReplicatedStoreStatus(_Model):
 
     rollout: RolloutStatus | None = None
     """The rollout in flight; absent when none is."""
+
+    owned: OwnedStatus | None = None
+    """What Phalanx created for the store (by uid): the only objects it deletes, adopts or restores from."""
 
     kopf: dict[str, Any] | None = None
     """Bookkeeping of the Kopf framework that runs Phalanx; not for users."""

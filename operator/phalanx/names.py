@@ -33,6 +33,11 @@ under the same name adopts these volumes."""
 RECLAIM_WAS_ANNOTATION: Final = PREFIX + "reclaim-policy-was"
 """On a PersistentVolume Phalanx pinned (reclaimPolicy Retain) while applying a deletion policy: the
 policy it had, restored before the volume is deliberately deleted, so that the disk goes with it."""
+RETAINED_CLAIM_ANNOTATION: Final = PREFIX + "retained-claim"
+"""On a PersistentVolume Phalanx kept for a deleted store (deletionPolicy Retain): the uid of the claim
+it kept it for. A store re-created under the same name adopts that claim on this proof, which a
+namespace user cannot forge (PersistentVolumes are cluster-scoped); an annotation on the claim alone
+would not do."""
 SNAPSHOT_REQUEST: Final = PREFIX + "snapshot-request"
 """On a store: set (or change) to any value to ask for a snapshot now; the snapshot taken carries
 the same annotation, so each value is answered once."""

@@ -14,10 +14,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from phalanx import names
+from phalanx.models import OwnedObject, OwnedStatus
 from phalanx.names import StoreRef
 
 Raw = Mapping[str, Any]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+UNKNOWN_ZONE = "unknown"
+"""The zone of a member whose own labels lost it (a user's edit): reported, never written as null."""
 
 # Taints under which a node takes no new member pods (and, for NoExecute, keeps none).
 _BLOCKING_TAINT_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
@@ -87,13 +90,22 @@ class ClaimView:
     seeded_from: str | None
     terminating: bool
     created: datetime | None = None
+    size: str | None = None
+    """The storage it requests (as written)."""
+    storage_class: str | None = None
+    reclaim_policy: str | None = None
+    """Its bound PersistentVolume's reclaim policy (None: not bound, or the volume is not in view)."""
 
     @classmethod
-    def of(cls, pvc: Raw) -> ClaimView:
+    def of(cls, pvc: Raw, volume: Raw | None = None) -> ClaimView:
         meta = pvc["metadata"]
         labels = meta.get("labels") or {}
         annotations = meta.get("annotations") or {}
+        spec = pvc.get("spec") or {}
         return cls(
+            size=((spec.get("resources") or {}).get("requests") or {}).get("storage"),
+            storage_class=spec.get("storageClassName"),
+            reclaim_policy=((volume or {}).get("spec") or {}).get("persistentVolumeReclaimPolicy"),
             name=meta["name"],
             uid=meta.get("uid", ""),
             phase=(pvc.get("status") or {}).get("phase") or "Pending",
@@ -212,6 +224,11 @@ class Observed:
     """The token of an on-demand snapshot asked for through the store's annotation."""
     child_digests: Mapping[str, str] = field(default_factory=dict)
     """``kind/name`` of a child -> the digest of what Phalanx decides in it, as it is now."""
+    owned: OwnedStatus = field(default_factory=OwnedStatus)
+    """The record of what Phalanx created for the store (claims, snapshots) that still exists."""
+    foreign: tuple[str, ...] = ()
+    """Objects that carry the store's labels but that Phalanx did not make (``Kind name``): kept out
+    of every decision, reported."""
 
     def zones_with_nodes(self) -> tuple[str, ...]:
         """Zones that have at least one schedulable node, sorted."""
@@ -227,6 +244,11 @@ class Observed:
         return tuple(n for n in self.nodes if n.zone == zone)
 
 
+def _owner_uid(meta: Raw) -> str | None:
+    """The uid of the object's controlling owner, if any."""
+    return next((o.get("uid") for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
+
+
 def observe(
     store: StoreRef,
     generation: int,
@@ -237,50 +259,95 @@ def observe(
     children: Iterable[str] = (),
     snapshots: Iterable[Raw] = (),
     annotations: Mapping[str, str] | None = None,
+    volumes: Mapping[str, Raw] | None = None,
 ) -> Observed:
     """Join the store's pods and claims into members; pods and claims of other stores are ignored.
     ``children`` are ``kind/name``, optionally ``#digest`` of what Phalanx decides in them; ``nodes``
-    may come as views already (the watch cache keeps them so: a pass does not parse every node)."""
+    may come as views already (the watch cache keeps them so: a pass does not parse every node).
+
+    Provenance decides what belongs to the store, never labels alone: a claim or snapshot only when
+    its uid is in ``status.owned`` (Phalanx records every one it creates), a pod only when the store
+    is its controlling owner, each only under the name its member label gives. Everything else that
+    carries the store's label is foreign. A claim that Phalanx retained when a store of the same name
+    was deleted is adopted on its volume's word (``phalanx.dev/retained-claim``: PersistentVolumes are
+    beyond a namespace user's reach). A store last written by a Phalanx that kept no record
+    (``lastSerial`` set, ``owned`` absent) adopts what it sees once, and records it. ``volumes``:
+    PersistentVolumes by name (for the reclaim policy of each claim's volume)."""
     listed_children = list(children)
+    record = status.get("owned")
+    trusting = record is None and int(status.get("lastSerial") or 0) > 0
+    owned_claims = {str(o.get("uid")) for o in (record or {}).get("claims") or []}
+    owned_snapshots = {str(o.get("uid")) for o in (record or {}).get("snapshots") or []}
+    foreign: list[str] = []
+
+    def ours(kind: str, obj: Raw, proven: bool) -> str | None:
+        """The member an object of this store belongs to, or None (recorded as foreign when it claims one)."""
+        meta = obj["metadata"]
+        labels = meta.get("labels") or {}
+        if labels.get(names.STORE_LABEL) != store.name:
+            return None
+        member = labels.get(names.MEMBER_LABEL)
+        if member and member == meta.get("name") and names.serial_of(store.name, member) is not None and proven:
+            return str(member)
+        foreign.append(f"{kind} {meta.get('name')}")
+        return None
+
     pod_views: dict[str, PodView] = {}
     retired_pods = []
     for pod in pods:
-        labels = pod["metadata"].get("labels") or {}
-        if labels.get(names.STORE_LABEL) == store.name and labels.get(names.MEMBER_LABEL):
-            if labels.get(names.RETIRED_LABEL) == "true":
-                retired_pods.append(PodView.of(pod))  # its member is gone, whatever its claim says
-            else:
-                pod_views[labels[names.MEMBER_LABEL]] = PodView.of(pod)
+        member = ours("Pod", pod, _owner_uid(pod["metadata"]) == store.uid)
+        if member is None:
+            continue
+        if (pod["metadata"].get("labels") or {}).get(names.RETIRED_LABEL) == "true":
+            retired_pods.append(PodView.of(pod))  # its member is gone, whatever its claim says
+        else:
+            pod_views[member] = PodView.of(pod)
     claim_views: dict[str, ClaimView] = {}
     zones: dict[str, str] = {}
     for pvc in claims:
-        labels = pvc["metadata"].get("labels") or {}
-        member = labels.get(names.MEMBER_LABEL)
-        if labels.get(names.STORE_LABEL) == store.name and member:
-            claim_views[member] = ClaimView.of(pvc)
-            zones[member] = labels.get(names.ZONE_LABEL, "")
+        volume = (volumes or {}).get(str((pvc.get("spec") or {}).get("volumeName") or ""))
+        uid = pvc["metadata"].get("uid")
+        kept = ((volume or {}).get("metadata", {}).get("annotations") or {}).get(names.RETAINED_CLAIM_ANNOTATION)
+        member = ours("PersistentVolumeClaim", pvc, trusting or uid in owned_claims or (bool(uid) and kept == uid))
+        if member is not None:
+            claim_views[member] = ClaimView.of(pvc, volume)
+            zones[member] = (pvc["metadata"].get("labels") or {}).get(names.ZONE_LABEL) or ""
     for pod in pods:
         labels = pod["metadata"].get("labels") or {}
         member = labels.get(names.MEMBER_LABEL)
-        if labels.get(names.STORE_LABEL) == store.name and member:
-            zones.setdefault(member, labels.get(names.ZONE_LABEL, ""))
+        if member in pod_views and not zones.get(member):
+            zones[member] = labels.get(names.ZONE_LABEL) or ""
 
     serials = {m: names.serial_of(store.name, m) for m in set(pod_views) | set(claim_views)}
     members = []
     retired_claims = []
     for member, serial in serials.items():
         if serial is None:
-            continue  # labelled by hand with a name that is not ours: never touch it
+            continue  # unreachable: ``ours`` admits canonical names only
         claim = claim_views.get(member)
         if claim is not None and claim.retired:
             retired_claims.append(claim)
             if member in pod_views:
                 retired_pods.append(pod_views[member])
             continue
-        members.append(MemberView(member, serial, zones.get(member, ""), pod_views.get(member), claim))
+        zone = zones.get(member) or UNKNOWN_ZONE  # a label someone emptied is no zone to report as null
+        members.append(MemberView(member, serial, zone, pod_views.get(member), claim))
     members.sort(key=lambda m: m.serial)
     known = [s for s in serials.values() if s is not None]
     last_serial = max([int(status.get("lastSerial") or 0), *known])
+    lineage = []
+    for snap in snapshots:
+        labels = snap["metadata"].get("labels") or {}
+        if labels.get(names.STORE_LABEL) != store.name or labels.get(names.FINAL_LABEL) == "true":
+            continue
+        if labels.get(names.STORE_UID_LABEL) != store.uid and snap["metadata"].get("uid") not in owned_snapshots:
+            continue  # a predecessor's lineage (a store re-created under the same name): not ours, not foreign
+        if trusting or snap["metadata"].get("uid") in owned_snapshots:
+            lineage.append(SnapshotView.of(snap))
+        else:
+            foreign.append(f"VolumeSnapshot {snap['metadata'].get('name')}")
+    seen_claims = {c.uid: c.name for c in claim_views.values()}
+    seen_snapshots = {s.uid: s.name for s in lineage}
     return Observed(
         store=store,
         generation=generation,
@@ -291,18 +358,12 @@ def observe(
         children=frozenset(child.partition("#")[0] for child in listed_children),
         child_digests={key: digest for key, _, digest in (c.partition("#") for c in listed_children) if digest},
         status=status,
-        snapshots=tuple(
-            sorted(
-                (
-                    SnapshotView.of(s)
-                    for s in snapshots
-                    if (s["metadata"].get("labels") or {}).get(names.STORE_LABEL) == store.name
-                    and (s["metadata"].get("labels") or {}).get(names.STORE_UID_LABEL) == store.uid
-                    and (s["metadata"].get("labels") or {}).get(names.FINAL_LABEL) != "true"
-                ),
-                key=lambda v: (v.created or _EPOCH, v.name),
-            )
-        ),
+        snapshots=tuple(sorted(lineage, key=lambda v: (v.created or _EPOCH, v.name))),
         retired_claims=tuple(sorted(retired_claims, key=lambda c: c.name)),
         snapshot_request=(annotations or {}).get(names.SNAPSHOT_REQUEST) or None,
+        owned=OwnedStatus(
+            claims=[OwnedObject(name=n, uid=u) for u, n in sorted(seen_claims.items(), key=lambda i: i[1])],
+            snapshots=[OwnedObject(name=n, uid=u) for u, n in sorted(seen_snapshots.items(), key=lambda i: i[1])],
+        ),
+        foreign=tuple(sorted(foreign)),
     )

@@ -829,6 +829,7 @@ def build_status(
             ", ".join(f"{z.name}={z.members}" for z in zone_list) or "no zones",
         )
     )
+    conditions.append(cond(ConditionType.FOREIGN_OBJECTS, bool(observed.foreign), *foreign_report(observed)))
     return ReplicatedStoreStatus(
         observed_generation=gen,
         conditions=conditions,
@@ -845,6 +846,25 @@ def build_status(
         last_serial=max(observed.last_serial, last_serial or 0),
         snapshots=snapshot_status(observed),
         last_recovery=last_recovery,
+        owned=observed.owned,
+    )
+
+
+FOREIGN_LISTED = 5
+"""How many foreign objects a condition message names (the rest are counted)."""
+
+
+def foreign_report(observed: Observed) -> tuple[str, str]:
+    """The ForeignObjects condition's reason and message: which objects carry the store's labels
+    without being Phalanx's (a copied manifest, a hand-made pod, a forged snapshot)."""
+    if not observed.foreign:
+        return "None", "every object labelled as this store's was made by Phalanx"
+    named = ", ".join(observed.foreign[:FOREIGN_LISTED])
+    more = len(observed.foreign) - FOREIGN_LISTED
+    return "Ignored", (
+        f"ignoring {len(observed.foreign)} object(s) labelled phalanx.dev/store={observed.store.name} that Phalanx "
+        f"did not create: {named}{f' and {more} more' if more > 0 else ''}; they are never deleted, adopted or "
+        "restored from: remove the labels or the objects"
     )
 
 
@@ -996,11 +1016,13 @@ def next_deadline(spec: ReplicatedStoreSpec, observed: Observed, now: datetime) 
 
 @dataclass(frozen=True)
 class KeepVolume:
-    """deletionPolicy Retain: mark the claim so that a store re-created under the same name adopts it."""
+    """deletionPolicy Retain: pin the volume and mark the claim so that a store re-created under the
+    same name adopts it (``uid``: the claim's, written on its volume as the proof)."""
 
     member: str
     why: str
     reason: str = "VolumeRetained"
+    uid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -1052,8 +1074,10 @@ def plan_deletion(
     actions += finish_retirements(observed)  # type: ignore[arg-type]
     if policy is DeletionPolicy.RETAIN:
         actions += [  # retired members' volumes too: Retain keeps every volume
-            KeepVolume(member, "deletionPolicy Retain: kept (a store re-created under the same name adopts it)")
-            for member, _, _, retained in claims
+            KeepVolume(
+                member, "deletionPolicy Retain: kept (a store re-created under the same name adopts it)", uid=uid
+            )
+            for member, uid, _, retained in claims
             if not retained
         ]
         return actions, True

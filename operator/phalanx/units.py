@@ -111,6 +111,10 @@ _SUFFIXES: Final[dict[str, Fraction]] = {
 }
 
 
+MAX_EXPONENT: Final = 30
+"""The largest decimal exponent a quantity may carry (1e30 bytes is far beyond any disk)."""
+
+
 @functools.total_ordering
 class Quantity:
     """An amount of bytes as Kubernetes writes it: ``10Gi``, ``500M``, ``1.5Gi``, ``1e9`` or a plain integer.
@@ -133,17 +137,24 @@ class Quantity:
         if match is None:
             raise ValueError(
                 f"{text!r} is not a quantity: write a number and an optional suffix "
-                "(Ki, Mi, Gi, Ti or k, M, G, T), for example 10Gi or 500M"
+                "(Ki, Mi, Gi, Ti, Pi, Ei or k, M, G, T, P, E) or a decimal exponent (e9, E+3), "
+                "for example 10Gi or 500M"
             )
         number, _, suffix = match.groups()
         try:
             mantissa = Fraction(Decimal(number))
         except InvalidOperation as error:  # pragma: no cover - the pattern admits only numbers
             raise ValueError(f"{text!r} is not a quantity") from error
-        if suffix and suffix[0] in "eE":
-            self._value = mantissa * Fraction(10) ** int(suffix[1:])
+        # Look the suffix up before reading it as an exponent: ``E`` (exa) and ``Ei`` (exbi) start with
+        # the exponent's letter too, and only ``e``/``E`` followed by digits is an exponent.
+        suffix = suffix or ""
+        if suffix in _SUFFIXES:
+            self._value = mantissa * _SUFFIXES[suffix]
         else:
-            self._value = mantissa * _SUFFIXES[suffix or ""]
+            exponent = int(suffix[1:])
+            if abs(exponent) > MAX_EXPONENT:  # 10**exponent of a hostile spec would take the operator minutes
+                raise ValueError(f"{text!r}: a decimal exponent beyond ±{MAX_EXPONENT} is no size of a volume")
+            self._value = mantissa * Fraction(10) ** exponent
 
     @property
     def bytes(self) -> int:

@@ -31,12 +31,13 @@ def test_a_pod_and_a_claim_with_the_same_member_label_are_one_member() -> None:
     assert members_of(world) == [("orders-1", "zone-a", True, True)]
 
 
-def test_members_are_joined_by_label_not_by_object_name() -> None:
+def test_an_object_named_otherwise_than_its_member_label_is_foreign() -> None:
     renamed = pod("orders-1", "zone-a")
     renamed["metadata"]["name"] = "orders-1-x7k2p"
-    [member] = observed(World(pods=(renamed,), claims=(claim("orders-1", "zone-a"),))).members
-    assert member.name == "orders-1"
-    assert member.pod is not None and member.pod.name == "orders-1-x7k2p"
+    seen = observed(World(pods=(renamed,), claims=(claim("orders-1", "zone-a"),)))
+    [member] = seen.members
+    assert member.name == "orders-1" and member.pod is None
+    assert seen.foreign == ("Pod orders-1-x7k2p",)
 
 
 def test_a_member_may_have_only_a_pod_or_only_a_claim() -> None:
@@ -278,7 +279,7 @@ def test_an_empty_seed_annotation_means_an_empty_start() -> None:
 
 
 def test_children_status_and_generation_pass_through() -> None:
-    status = {"lastSerial": 2, "phase": "Ready"}
+    status = {"lastSerial": 2, "phase": "Ready", "owned": {"claims": [], "snapshots": []}}
     world = World(children=frozenset({"peers-service/orders-peers"}))
     seen = observed(world, status, generation=7)
     assert (seen.children, seen.status, seen.generation) == (frozenset({"peers-service/orders-peers"}), status, 7)

@@ -661,7 +661,8 @@ SIX_READY = tuple((serial, ZONES[(serial - 1) % 3]) for serial in range(1, 7))
 def conditions(ready: bool, reconciling: bool, degraded: bool, balanced: bool) -> dict[str, str]:
     """The kstatus and domain conditions of a valid store (Stalled is False whenever the spec is valid)."""
     values = {"Ready": ready, "Reconciling": reconciling, "Stalled": False, "Degraded": degraded}
-    return {kind: str(value) for kind, value in {**values, "ZonesBalanced": balanced}.items()}
+    domain = {"ZonesBalanced": balanced, "ForeignObjects": False}
+    return {kind: str(value) for kind, value in {**values, **domain}.items()}
 
 
 @pytest.mark.parametrize(

@@ -101,8 +101,10 @@ def pod(
     terminating: bool = False,
     revision: str | None = None,
     created: int = 0,
+    owner: str | None = STORE.uid,
 ) -> Raw:
-    """A member's Pod, named after its member and labelled with store, member and zone."""
+    """A member's Pod, named after its member and labelled with store, member and zone, controlled
+    by the store ``owner`` names (as build makes it; None: a pod someone else made)."""
     labels = {names.STORE_LABEL: store, names.MEMBER_LABEL: member, names.ZONE_LABEL: zone}
     if revision is not None:
         labels[names.REVISION_LABEL] = revision
@@ -112,6 +114,8 @@ def pod(
         "labels": labels,
         "creationTimestamp": stamp(created),
     }
+    if owner is not None:
+        metadata["ownerReferences"] = [{"kind": "ReplicatedStore", "name": store, "uid": owner, "controller": True}]
     if terminating:
         metadata["deletionTimestamp"] = stamp(created + 1)
     status: Raw = {"phase": phase}
@@ -199,6 +203,8 @@ class World:
     """Every apply counts one: new objects get uids that a successor of the same name never shares."""
     rejected: tuple[str, ...] = field(default=())
     """Actions the cluster would have refused or ignored: a plan that wastes a write is visible here."""
+    foreign: frozenset[str] = frozenset()
+    """Uids of claims and snapshots that Phalanx did not create (everything else in the world it did)."""
 
     @property
     def now(self) -> datetime:
@@ -231,12 +237,33 @@ def with_members(world: World, *members: tuple[int, str], ready: bool = True) ->
     return replace(world, pods=tuple(pods), claims=tuple(claims))
 
 
+def owned_record(world: World) -> dict[str, Any]:
+    """``status.owned`` as act keeps it: every claim and snapshot of the world but the foreign ones."""
+
+    def entries(objs: Iterable[Raw]) -> list[dict[str, str]]:
+        return [
+            {"name": o["metadata"]["name"], "uid": o["metadata"]["uid"]}
+            for o in objs
+            if o["metadata"]["uid"] not in world.foreign
+        ]
+
+    lineage = [  # this incarnation's own, not a predecessor's nor the final ones of a deletion
+        s
+        for s in world.snapshots
+        if s["metadata"]["labels"].get(names.STORE_UID_LABEL) == world.store.uid
+        and s["metadata"]["labels"].get(names.FINAL_LABEL) != "true"
+    ]
+    return {"claims": entries(world.claims), "snapshots": entries(lineage)}
+
+
 def observed(world: World, status: Mapping[str, Any] | None = None, generation: int = 1) -> Observed:
-    """The world as the planner sees it, observed exactly as the handlers do."""
+    """The world as the planner sees it, observed exactly as the handlers do. ``status.owned`` is the
+    world's record (act records every creation in status as it makes it; ``World.foreign`` it did not)."""
+    status = {**(status or {}), "owned": owned_record(world)}
     return observe(
         world.store,
         generation,
-        dict(status or {}),
+        status,
         pods=world.pods,
         claims=world.claims,
         nodes=world.nodes,
