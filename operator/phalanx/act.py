@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, assert_never
 
 from phalanx import build, metrics
 from phalanx import kube as k
@@ -41,8 +41,10 @@ from phalanx.plan import (
     DeleteSnapshot,
     DeleteVolume,
     EnsureChild,
+    ExpandVolume,
     FinalAction,
     KeepVolume,
+    PinVolume,
     Plan,
     RetireMember,
     Snapshot,
@@ -114,6 +116,14 @@ class Outcome:
 
     action: Action | FinalAction
     error: str | None = None
+    code: int | None = None
+    """The API server's status code when it refused."""
+
+    @property
+    def refused(self) -> bool:
+        """Refused for what was asked (invalid, forbidden, a name taken), not for a passing reason
+        (gone already, too many requests, the server's own trouble): asking again will not help."""
+        return self.code is not None and 400 <= self.code < 500 and self.code not in (404, 429)
 
 
 def status_patch(current: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -139,7 +149,7 @@ def _carry_out(store: StoreRef, actions: Sequence[A], do: Callable[[A], None]) -
             do(action)
         except ApiError as error:
             log.warning("%s on %s failed: %s", kind, store, error)
-            outcomes.append(Outcome(action, str(error)))
+            outcomes.append(Outcome(action, str(error), error.status))
             metrics.of(metrics.ACTIONS, store.namespace, store.name, kind, "error").inc()
             continue
         outcomes.append(Outcome(action))
@@ -239,6 +249,7 @@ class Actor:
                     self.kube.patch(k.PODS, member, {"metadata": {"labels": {RETIRED_LABEL: "true"}}}, ns)
                     self.kube.delete(k.PODS, member, ns, uid=pod_uid)
                 if delete_volume and claim_uid is not None:
+                    self._unpin_volume(ns, member)  # pinned while the policy was another: the disk goes too
                     self.kube.delete(k.PVCS, member, ns, uid=claim_uid)
             case EnsureChild(child=child):
                 self._ensure_child(store, spec, child)
@@ -250,6 +261,16 @@ class Actor:
                 self._create_recorded(k.SNAPSHOTS, manifest, ns, provenance.snapshots, provenance)
             case DeleteSnapshot(name=name, uid=uid):
                 self.kube.delete(k.SNAPSHOTS, name, ns, uid=uid)
+            case PinVolume(volume=volume, was=was):
+                patch = {
+                    "metadata": {"annotations": {RECLAIM_WAS_ANNOTATION: was}},
+                    "spec": {"persistentVolumeReclaimPolicy": "Retain"},
+                }
+                self.kube.patch(k.PVS, volume, patch)
+            case ExpandVolume(member=member, size=size):
+                self.kube.patch(k.PVCS, member, {"spec": {"resources": {"requests": {"storage": size}}}}, ns)
+            case _:
+                assert_never(action)
 
     def _ensure_child(self, store: StoreRef, spec: ReplicatedStoreSpec, child: str) -> None:
         """Create the child, or bring the existing one's spec to what the store's spec builds."""

@@ -223,9 +223,9 @@ class WatchCache:
         with self.lock:
             return list(self.groups[kind].get(store, {}).values())
 
-    def children(self, store: StoreKey) -> list[str]:
-        """The store's Services and PodDisruptionBudget as ``kind/name#digest``."""
-        return [c["child"] for kind in ("services", "budgets") for c in self.of_store(kind, store)]
+    def child_objects(self, store: StoreKey) -> list[Obj]:
+        """The Services and PodDisruptionBudgets labelled as the store's (``child``: ``kind/name#digest``)."""
+        return [c for kind in ("services", "budgets") for c in self.of_store(kind, store)]
 
     def nodes(self) -> tuple[NodeView, ...]:
         """Every node's view, sorted by name; rebuilt only after a node changed."""

@@ -27,8 +27,10 @@ from phalanx.plan import (
     DeleteSnapshot,
     DeleteVolume,
     EnsureChild,
+    ExpandVolume,
     FinalAction,
     KeepVolume,
+    PinVolume,
     RetireMember,
     Snapshot,
     TakeSnapshot,
@@ -62,6 +64,18 @@ def _retired(uid: str) -> Check:
         return _gone_or_terminating(uid)(obj) or labels.get(names.RETIRED_LABEL) == "true"
 
     return check
+
+
+def _asks(size: str) -> Check:
+    def check(obj: Obj | None) -> bool:
+        requests = (((obj or {}).get("spec") or {}).get("resources") or {}).get("requests") or {}
+        return obj is None or requests.get("storage") == size
+
+    return check
+
+
+def _pinned(obj: Obj | None) -> bool:
+    return obj is None or ((obj.get("spec") or {}).get("persistentVolumeReclaimPolicy")) == "Retain"
 
 
 def _child_is(digest: str | None) -> Check:
@@ -115,6 +129,10 @@ def expected(
             return [expect("snapshots", name, _present, f"snapshot {name} created")]
         case DeleteSnapshot(name=name, uid=uid):
             return [expect("snapshots", name, _gone_or_terminating(uid), f"snapshot {name} deleted")]
+        case ExpandVolume(member=member, size=size):
+            return [expect("claims", member, _asks(size), f"claim {member} asks for {size}")]
+        case PinVolume(volume=volume):
+            return [expect("volumes", volume, _pinned, f"volume {volume} pinned")]
         case KeepVolume() | DeleteVolume() | TakeSnapshot():
             return []  # the finalizer's: it plans from fresh reads, not the cache
         case _:

@@ -29,13 +29,13 @@ import kopf
 
 from phalanx import build, metrics, names
 from phalanx import kube as k
-from phalanx.act import OWN_STATUS_EXCLUDED, Actor, Outcome, Provenance
+from phalanx.act import OWN_STATUS_EXCLUDED, Actor, Outcome, Provenance, controller_name, controller_uid
 from phalanx.cache import StoreKey, WatchCache
 from phalanx.expectations import Expectations, expected
 from phalanx.models import GROUP, PLURAL, VERSION, DeletionPolicy, RecoveryRecord, ReplicatedStoreSpec
 from phalanx.names import StoreRef
 from phalanx.observe import Observed, observe
-from phalanx.plan import Plan, plan, plan_deletion
+from phalanx.plan import REFUSED_PASSES, ExpandVolume, Plan, plan, plan_deletion
 from phalanx.settings import Settings
 from phalanx.validation import SpecError, parse_spec
 
@@ -60,6 +60,10 @@ class Runtime:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.wakeups: dict[StoreKey, asyncio.Event] = {}
         self.expectations = Expectations()
+        self.refusals: dict[StoreKey, tuple[int, str]] = {}
+        """Per store: passes in a row with refused writes, and the last refusal."""
+        self.expansion_refused: dict[StoreKey, tuple[str, str]] = {}
+        """Per store: the size whose expansion the API server refused, and why."""
         self.written: dict[StoreKey, tuple[str | None, dict[str, Any]]] = {}
         """Per store: the resourceVersion its body had when we last wrote its status, and what we wrote."""
 
@@ -155,7 +159,7 @@ def observe_store(ref: StoreRef, body: Mapping[str, Any], cache: WatchCache) -> 
         pods=cache.of_store("pods", key),
         claims=claims,
         nodes=cache.nodes(),
-        children=cache.children(key),
+        children=[c["child"] for c in cache.child_objects(key) if controller_uid(c) == ref.uid],
         snapshots=cache.of_store("snapshots", key),
         annotations=dict(body.get("metadata", {}).get("annotations") or {}),
         volumes={name: found for name in bound if (found := cache.volume(name)) is not None},
@@ -172,6 +176,20 @@ def wanted_children(ref: StoreRef, spec: ReplicatedStoreSpec) -> dict[str, str]:
     return {key: build.child_fingerprint(manifest) for key, manifest in built.items() if manifest is not None}
 
 
+def collisions(ref: StoreRef, spec: ReplicatedStoreSpec, cache: WatchCache) -> dict[str, str]:
+    """The children this store needs whose names another owner's object holds (``kind/name`` -> who),
+    as far as the cache sees (objects labelled by Phalanx; an unlabelled one shows as a refusal)."""
+    found = {}
+    for child in wanted_children(ref, spec):
+        kind, _, name = child.partition("/")
+        existing = cache.find("budgets" if kind == "disruption-budget" else "services", ref.namespace, name)
+        if existing is not None and controller_uid(existing) != ref.uid:
+            found[child] = f"{'PodDisruptionBudget' if kind == 'disruption-budget' else 'Service'} {name} " + (
+                f"({controller_name(existing)})"
+            )
+    return found
+
+
 def parse(body: Mapping[str, Any], name: str) -> tuple[ReplicatedStoreSpec | None, str | None]:
     """The validated spec, or None and a message naming every problem and its fix."""
     parsed = parse_spec(dict(body.get("spec") or {}), name)
@@ -179,6 +197,20 @@ def parse(body: Mapping[str, Any], name: str) -> tuple[ReplicatedStoreSpec | Non
         errors: list[SpecError] = parsed
         return None, "; ".join(f"{e.field}: {e.message}" for e in errors)
     return parsed, None
+
+
+def remember_refusals(key: StoreKey, outcomes: list[Outcome]) -> None:
+    """Count passes in a row whose writes the API server refused (the planner reports the store
+    Stalled past a bound), and remember a refused expansion (not asked again for the same size)."""
+    refused = [o for o in outcomes if o.refused and not isinstance(o.action, ExpandVolume)]
+    if refused:
+        count = RUNTIME.refusals.get(key, (0, ""))[0] + 1
+        RUNTIME.refusals[key] = (count, f"{refused[0].action.reason}: {refused[0].error}")
+    else:
+        RUNTIME.refusals.pop(key, None)
+    for outcome in outcomes:
+        if isinstance(outcome.action, ExpandVolume) and outcome.refused:
+            RUNTIME.expansion_refused[key] = (outcome.action.size, str(outcome.error))
 
 
 def report(body: kopf.Body, outcomes: list[Outcome]) -> None:
@@ -247,6 +279,8 @@ async def reconcile(ref: StoreRef, body: kopf.Body) -> tuple[Plan, int]:
     revision = build.template_revision(spec) if spec else None
     has_ports = spec is not None and build.client_service(ref, spec) is not None
     digests = wanted_children(ref, spec) if spec else None
+    refusals = RUNTIME.refusals.get(key)
+    expansion = RUNTIME.expansion_refused.get(key)
     decided = plan(
         spec,
         observed,
@@ -255,6 +289,9 @@ async def reconcile(ref: StoreRef, body: kopf.Body) -> tuple[Plan, int]:
         revision=revision,
         has_ports=has_ports,
         child_digests=digests,
+        collisions=collisions(ref, spec, cache) if spec else None,
+        refused=refusals[1] if refusals and refusals[0] >= REFUSED_PASSES else None,
+        expansion_refused=expansion[1] if spec and expansion and expansion[0] == str(spec.storage.size) else None,
     )
     new_status = decided.status.to_wire()
     if await RUNTIME.io(actor.write_status, ref, snapshot["status"], new_status):
@@ -272,6 +309,7 @@ async def reconcile(ref: StoreRef, body: kopf.Body) -> tuple[Plan, int]:
         )
         report(body, outcomes)
         failed = sum(1 for o in outcomes if o.error)
+        remember_refusals(key, outcomes)
     record(ref, decided, spec.replicas if spec else 0, snapshot["status"])
     done = completed_recovery(snapshot["status"], decided)
     if done is not None:
@@ -322,6 +360,8 @@ async def run_store(
         RUNTIME.wakeups.pop(key, None)
         RUNTIME.written.pop(key, None)
         RUNTIME.expectations.forget(key)
+        RUNTIME.refusals.pop(key, None)
+        RUNTIME.expansion_refused.pop(key, None)
 
 
 async def _caught_up(ref: StoreRef, cache: WatchCache) -> bool:

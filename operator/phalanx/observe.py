@@ -37,6 +37,13 @@ def _condition(obj: Raw, kind: str) -> Raw | None:
     return None
 
 
+def _unscheduled_message(pod: Raw) -> str | None:
+    scheduled = _condition(pod, "PodScheduled") or {}
+    if scheduled.get("status") != "False":
+        return None
+    return str(scheduled.get("message") or scheduled.get("reason") or "") or None
+
+
 @dataclass(frozen=True)
 class PodView:
     """A member's pod, as far as Phalanx cares."""
@@ -52,6 +59,8 @@ class PodView:
     created: datetime | None
     unschedulable: bool = False
     """The scheduler found no node for it (yet): nothing downstream, a restore included, has begun."""
+    waiting: str | None = None
+    """Why it is not scheduled, in the scheduler's words (when it is not)."""
 
     @classmethod
     def of(cls, pod: Raw) -> PodView:
@@ -69,6 +78,7 @@ class PodView:
             revision=(meta.get("labels") or {}).get(names.REVISION_LABEL),
             created=_time(meta.get("creationTimestamp")),
             unschedulable=(_condition(pod, "PodScheduled") or {}).get("reason") == "Unschedulable",
+            waiting=_unscheduled_message(pod),
         )
 
     @property

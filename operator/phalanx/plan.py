@@ -43,6 +43,7 @@ from phalanx.models import (
 )
 from phalanx.names import client_service, disruption_budget, member_name, peers_service
 from phalanx.observe import MemberView, Observed, SnapshotView
+from phalanx.units import Quantity
 
 # How soon to look again. Children's changes wake a store at once; these are the safety nets.
 REQUEUE_BUSY = 2.0
@@ -135,7 +136,40 @@ class DeleteSnapshot:
     reason: str = "SnapshotPruned"
 
 
-Action = CreateMember | CreatePod | DeletePod | RetireMember | EnsureChild | Snapshot | DeleteSnapshot
+@dataclass(frozen=True)
+class PinVolume:
+    """A Retain or Snapshot store's volume gets reclaim policy Retain as soon as it is bound, so that
+    nothing (a namespace deleted, a claim deleted by hand) can take the data before the deletion
+    policy has been applied; ``was`` is remembered for a deliberate deletion to give back."""
+
+    member: str
+    volume: str
+    was: str
+    why: str
+    reason: str = "VolumePinned"
+
+
+@dataclass(frozen=True)
+class ExpandVolume:
+    """``storage.size`` was raised: the member's claim asks for the new size (the class expands it)."""
+
+    member: str
+    size: str
+    why: str
+    reason: str = "VolumeExpanding"
+
+
+Action = (
+    CreateMember
+    | CreatePod
+    | DeletePod
+    | RetireMember
+    | EnsureChild
+    | Snapshot
+    | DeleteSnapshot
+    | PinVolume
+    | ExpandVolume
+)
 
 
 @dataclass(frozen=True)
@@ -182,12 +216,47 @@ def skew(zones: Sequence[str], members: Iterable[MemberView]) -> int:
     return max(values) - min(values) if values else 0
 
 
+FIRST_POD_WINDOW = 60.0
+"""Seconds between a member's claim and pod creation within which the pod is the member's first."""
+
+
+def never_served(member: MemberView) -> bool:
+    """Whether the member can hold nothing of its own yet: its volume was never bound, or its first
+    pod (made with its claim) has never been ready. A member whose pod was replaced may have served:
+    it never counts as this."""
+    claim, pod = member.claim, member.pod
+    if claim is None:
+        return False
+    if claim.phase != "Bound":
+        return pod is None or not pod.ready
+    if pod is None or pod.ready or pod.ready_since is not None or pod.created is None or claim.created is None:
+        return False
+    return (pod.created - claim.created).total_seconds() < FIRST_POD_WINDOW
+
+
+def stuck(member: MemberView, observed: Observed | None, deadline: float | None, now: datetime | None) -> bool:
+    """A member that never served and has been on its way (Pending, Restoring, Starting) for longer
+    than ``updates.progressDeadline`` since it was created: it will not come by waiting (a storage
+    class that does not exist, an image that cannot be pulled, a node that will never fit it)."""
+    if deadline is None or now is None or member_state(member, observed) not in _ON_THE_WAY:
+        return False
+    if not never_served(member):
+        return False
+    born = member.claim.created if member.claim is not None else None
+    born = born or (member.pod.created if member.pod is not None else None)
+    return born is not None and (now - born).total_seconds() > deadline
+
+
 def retirement_order(
-    members: Sequence[MemberView], observed: Observed | None = None, zones: Sequence[str] | None = None
+    members: Sequence[MemberView],
+    observed: Observed | None = None,
+    zones: Sequence[str] | None = None,
+    deadline: float | None = None,
+    now: datetime | None = None,
 ) -> list[MemberView]:
-    """Who leaves first on scale down: broken members, then serving ones outside the store's zones,
-    then from the fullest zone, newest first; members still starting come last (a newcomer is never
-    retired for being new)."""
+    """Who leaves first on scale down: broken and stuck members (``stuck``: nothing is lost with one
+    that never served), then serving ones outside the store's zones, then from the fullest zone,
+    newest first; members still starting come last (a newcomer is never retired for being new)."""
     counts = Counter(m.zone for m in members)
     home = set(zones) if zones is not None else {m.zone for m in members}
 
@@ -195,7 +264,7 @@ def retirement_order(
         state = member_state(member, observed)
         if state is MemberState.READY:
             return 1
-        return 2 if state in _ON_THE_WAY else 0
+        return 2 if state in _ON_THE_WAY and not stuck(member, observed, deadline, now) else 0
 
     return sorted(members, key=lambda m: (rank(m), m.zone in home, -counts[m.zone], -m.serial))
 
@@ -222,10 +291,15 @@ def placeable(zones: Sequence[str], observed: Observed, outages: Mapping[str, bo
 
 
 def ensure_children(
-    spec: ReplicatedStoreSpec, observed: Observed, has_ports: bool, digests: Mapping[str, str] | None = None
+    spec: ReplicatedStoreSpec,
+    observed: Observed,
+    has_ports: bool,
+    digests: Mapping[str, str] | None = None,
+    taken: frozenset[str] = frozenset(),
 ) -> list[Action]:
     """Create a missing Service or PodDisruptionBudget; update one whose ports or budget differ from
-    what the spec builds (``digests``: ``kind/name`` -> the digest of the built child)."""
+    what the spec builds (``digests``: ``kind/name`` -> the digest of the built child). A name that
+    another owner's object holds (``taken``) is left alone: that is a collision to report, not fix."""
     store = observed.store.name
     wanted: list[tuple[ChildKind, str]] = [
         ("peers-service", peers_service(store)),
@@ -236,6 +310,8 @@ def ensure_children(
     actions: list[Action] = []
     for kind, name in wanted:
         key = f"{kind}/{name}"
+        if key in taken:
+            continue
         if key not in observed.children:
             actions.append(EnsureChild(kind, name, f"{kind} {name} does not exist"))
             continue
@@ -305,7 +381,7 @@ def scale(
             actions.append(CreateMember(name, zone, snapshot, why + (f", seeded from {snapshot}" if snapshot else "")))
         return actions, last_serial, []
     if missing < 0:
-        return retire_one(spec, members, observed, home), last_serial, []
+        return retire_one(spec, members, observed, home, now), last_serial, []
     return [], last_serial, []
 
 
@@ -343,10 +419,15 @@ def retire_one(
     members: Sequence[MemberView],
     observed: Observed | None = None,
     zones: Sequence[str] | None = None,
+    now: datetime | None = None,
 ) -> list[Action]:
-    """One surplus member leaves, unless that would take a serving member while another is not."""
-    candidate = retirement_order(members, observed, zones)[0]
-    others_serving = all(serving(m, observed) for m in members if m is not candidate)
+    """One surplus member leaves, unless that would take a serving member while another is not (a
+    stuck member, which never served, neither counts nor blocks)."""
+    deadline = spec.updates.progress_deadline.total_seconds()
+    candidate = retirement_order(members, observed, zones, deadline, now)[0]
+    others_serving = all(
+        serving(m, observed) or stuck(m, observed, deadline, now) for m in members if m is not candidate
+    )
     if serving(candidate, observed) and not others_serving:
         return []  # quorum first: wait until every other member serves (I2)
     return [
@@ -600,6 +681,23 @@ def recover(
     return actions, records, last_serial, notes
 
 
+def pin_volumes(spec: ReplicatedStoreSpec, observed: Observed) -> list[Action]:
+    """Unless the policy deletes data, every bound volume of the store (retired ones too) is pinned."""
+    if spec.deletion_policy is DeletionPolicy.DELETE:
+        return []
+    claims = [m.claim for m in observed.members if m.claim is not None] + list(observed.retired_claims)
+    return [
+        PinVolume(
+            c.name,
+            c.volume,
+            c.reclaim_policy,
+            f"deletionPolicy {spec.deletion_policy.value}: {c.volume} outlives its claim",
+        )
+        for c in claims
+        if c.volume and c.reclaim_policy is not None and c.reclaim_policy != "Retain" and not c.terminating
+    ]
+
+
 def prune_retired_volumes(spec: ReplicatedStoreSpec, observed: Observed) -> list[Action]:
     """Volumes of members retired after a loss go (policy Delete) once every member is ready again (I3)."""
     if spec.deletion_policy is not DeletionPolicy.DELETE or not all(serving(m, observed) for m in observed.members):
@@ -723,6 +821,94 @@ def condition(
     )
 
 
+REFUSED_PASSES = 2
+"""Consecutive passes whose writes the API server refused before the store is reported Stalled."""
+
+
+def blocked_by(
+    spec: ReplicatedStoreSpec, observed: Observed, now: datetime, collisions: Mapping[str, str], refused: str | None
+) -> tuple[str, str] | None:
+    """Why the store cannot converge by waiting, as Stalled's (reason, message); None when it can.
+    kstatus readers (``kubectl wait``, Flux, Argo CD) stop waiting on Stalled, so it is reported only
+    for what a person must fix."""
+    if collisions:
+        taken = "; ".join(f"{who} holds the name this store needs for its {what}" for what, who in collisions.items())
+        return "NameCollision", f"{taken}: rename the store, or remove the other object"
+    if refused is not None:
+        return "Refused", f"the API server refused this store's writes {REFUSED_PASSES} passes in a row: {refused}"
+    if spec.zones and not any(observed.zone_nodes(zone) for zone in spec.zones):
+        zones = ", ".join(spec.zones)
+        return "NoSuchZone", f"spec.zones names no zone with a node ({zones}): nothing is moved until it does"
+    deadline = spec.updates.progress_deadline.total_seconds()
+    late = [m for m in observed.members if stuck(m, observed, deadline, now)]
+    if late:
+        described = [
+            f"{m.name} ({member_state(m, observed).value}"
+            + (f": {m.pod.waiting}" if m.pod is not None and m.pod.waiting else "")
+            + (f"; its claim is {m.claim.phase}" if m.claim is not None and m.claim.phase != "Bound" else "")
+            + ")"
+            for m in late
+        ]
+        return "ProgressDeadlineExceeded", (
+            f"not serving after updates.progressDeadline ({spec.updates.progress_deadline}): {', '.join(described)}; "
+            "such members are the first to go when the store shrinks"
+        )
+    return None
+
+
+def storage_drift(
+    spec: ReplicatedStoreSpec, observed: Observed, refused: str | None
+) -> tuple[list[Action], tuple[bool, str, str]]:
+    """Claims that differ from ``spec.storage``: a size raised is asked of every claim (the class
+    expands the volume, if it allows); what cannot change (a smaller size, another class) is reported,
+    as the VolumesMatchSpec condition's (value, reason, message). New members get the spec as it is."""
+    want = spec.storage.size
+    bigger, smaller, other_class = [], [], []
+    for member in observed.members:
+        claim = member.claim
+        if claim is None or claim.terminating or claim.size is None:
+            continue
+        try:
+            have = Quantity(claim.size)
+        except ValueError:
+            continue
+        if have < want:
+            bigger.append(member.name)
+        elif want < have:
+            smaller.append(f"{member.name} ({claim.size})")
+        wanted_class = spec.storage.storage_class_name
+        if wanted_class is not None and claim.storage_class is not None and claim.storage_class != wanted_class:
+            other_class.append(f"{member.name} ({claim.storage_class})")
+    if other_class:
+        return [], (
+            False,
+            "ClassDiffers",
+            (
+                f"spec.storage.storageClassName is {spec.storage.storage_class_name}, but {', '.join(other_class)} "
+                "cannot change class: new members get the new class; replace the others to move them"
+            ),
+        )
+    if smaller:
+        return [], (
+            False,
+            "CannotShrink",
+            (
+                f"spec.storage.size is {want}, smaller than {', '.join(smaller)}: a volume cannot shrink; "
+                "new members get the new size"
+            ),
+        )
+    if bigger and refused is not None:
+        return [], (
+            False,
+            "ExpansionRefused",
+            f"spec.storage.size {want}: expanding {', '.join(bigger)} was refused: {refused}",
+        )
+    expand: list[Action] = [ExpandVolume(n, str(want), f"spec.storage.size raised to {want}") for n in bigger]
+    if bigger:
+        return expand, (False, "Expanding", f"spec.storage.size {want}: asking {', '.join(bigger)} to expand")
+    return [], (True, "Matching", f"every member's volume has spec.storage's size ({want}) and class")
+
+
 def build_status(
     spec: ReplicatedStoreSpec | None,
     observed: Observed,
@@ -736,6 +922,8 @@ def build_status(
     last_serial: int | None = None,
     notes: Sequence[str] = (),
     records: Sequence[RecoveryRecord] = (),
+    blocked: tuple[str, str] | None = None,
+    storage: tuple[bool, str, str] | None = None,
 ) -> ReplicatedStoreStatus:
     """Status in kstatus terms: Ready, Reconciling, Stalled, plus Degraded, ZonesBalanced and SnapshotsFresh."""
     members = member_statuses(observed, now)
@@ -810,7 +998,9 @@ def build_status(
                 "Paused" if paused else ("Converging" if progress else "Converged"),
                 "spec.paused is true: status only" if paused else (waiting if progress else message),
             ),
-            cond(ConditionType.STALLED, False, "Paused" if paused else "Progressing", "no blocking problem"),
+            cond(ConditionType.STALLED, True, *blocked)
+            if blocked is not None and not paused
+            else cond(ConditionType.STALLED, False, "Paused" if paused else "Progressing", "no blocking problem"),
             cond(
                 ConditionType.DEGRADED,
                 degraded,
@@ -830,6 +1020,8 @@ def build_status(
         )
     )
     conditions.append(cond(ConditionType.FOREIGN_OBJECTS, bool(observed.foreign), *foreign_report(observed)))
+    if storage is not None:
+        conditions.append(cond(ConditionType.VOLUMES_MATCH_SPEC, *storage))
     return ReplicatedStoreStatus(
         observed_generation=gen,
         conditions=conditions,
@@ -927,8 +1119,16 @@ def plan(
     revision: str | None = None,
     has_ports: bool = False,
     child_digests: Mapping[str, str] | None = None,
+    collisions: Mapping[str, str] | None = None,
+    refused: str | None = None,
+    expansion_refused: str | None = None,
 ) -> Plan:
-    """Decide. ``spec`` is None (and ``invalid`` says why) when the spec did not validate."""
+    """Decide. ``spec`` is None (and ``invalid`` says why) when the spec did not validate.
+
+    What the cluster told the handlers, and no observation shows, comes in as well: ``collisions``
+    (``kind/name`` of a child whose name another owner's object holds -> who holds it), ``refused``
+    (the API server has refused this store's writes pass after pass: its message), and
+    ``expansion_refused`` (why the claims could not grow to ``storage.size``)."""
     if spec is None or invalid is not None:
         message = invalid or "the spec did not validate"
         status = build_status(None, observed, now, zones=(), busy=False, stalled=message)
@@ -939,7 +1139,7 @@ def plan(
         return Plan((), status, REQUEUE_STEADY, notes=("paused",))
 
     actions: list[Action] = []
-    actions += ensure_children(spec, observed, has_ports, child_digests)
+    actions += ensure_children(spec, observed, has_ports, child_digests, frozenset(collisions or {}))
     actions += finish_retirements(observed)
     outages = zone_outages(spec, observed, now)
     targets = placeable(zones, observed, outages)
@@ -957,6 +1157,9 @@ def plan(
     actions += membership
     if not any(isinstance(a, (CreateMember, RetireMember)) for a in actions):
         actions += prune_retired_volumes(spec, observed)
+    actions += pin_volumes(spec, observed)
+    expansions, storage = storage_drift(spec, observed, expansion_refused)
+    actions += expansions
     snapshot_actions, snapshot_due = take_snapshot(spec, observed, now)
     actions += snapshot_actions
     restoring = frozenset(a.snapshot for a in actions if isinstance(a, CreateMember) and a.snapshot)
@@ -967,7 +1170,7 @@ def plan(
         [m.name for m in observed.members if m.name not in retiring]
         + [a.member for a in actions if isinstance(a, CreateMember)]
     )
-    member_work = [a for a in actions if not isinstance(a, (Snapshot, DeleteSnapshot))]
+    member_work = [a for a in actions if not isinstance(a, (Snapshot, DeleteSnapshot, PinVolume, ExpandVolume))]
     status = build_status(
         spec,
         observed,
@@ -978,6 +1181,8 @@ def plan(
         last_serial=last_serial,
         notes=notes,
         records=records,
+        blocked=blocked_by(spec, observed, now, collisions or {}, refused),
+        storage=storage,
     )
     if actions:
         requeue = REQUEUE_BUSY

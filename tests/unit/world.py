@@ -32,6 +32,8 @@ from phalanx.plan import (
     DeletePod,
     DeleteSnapshot,
     EnsureChild,
+    ExpandVolume,
+    PinVolume,
     Plan,
     RetireMember,
     Snapshot,
@@ -339,6 +341,12 @@ def apply(world: World, plan: Plan) -> World:
                 )
             case DeleteSnapshot(name=name, uid=uid):
                 delete(snapshots, name, uid, "snapshot")
+            case PinVolume():
+                pass  # PersistentVolumes are not part of the world
+            case ExpandVolume(member=member, size=size):
+                grown = copy.deepcopy(claims[member])
+                grown["spec"].setdefault("resources", {}).setdefault("requests", {})["storage"] = size
+                claims[member] = grown
             case _:
                 raise TypeError(f"world.apply does not know {type(action).__name__}: teach it")
     return replace(
