@@ -37,12 +37,21 @@ _STORE_SELECTOR = names.STORE_LABEL  # "the label exists"
 
 
 def _meta(obj: Obj, *annotations: str) -> Obj:
+    """Identity, Phalanx's own labels (a template's labels would only cost memory), the controller
+    reference and the annotations asked for."""
     meta = obj.get("metadata") or {}
     kept: Obj = {
-        key: meta[key]
-        for key in ("name", "namespace", "uid", "labels", "deletionTimestamp", "creationTimestamp", "ownerReferences")
-        if key in meta
+        key: meta[key] for key in ("name", "namespace", "uid", "deletionTimestamp", "creationTimestamp") if key in meta
     }
+    labels = meta.get("labels") or {}
+    kept["labels"] = {k_: v for k_, v in labels.items() if k_.startswith(names.PREFIX) or k_ == names.NODE_ZONE_LABEL}
+    controller = [
+        {k_: r.get(k_) for k_ in ("kind", "name", "uid", "controller")}
+        for r in meta.get("ownerReferences") or []
+        if r.get("controller")
+    ]
+    if controller:
+        kept["ownerReferences"] = controller
     found = {a: v for a, v in (meta.get("annotations") or {}).items() if a in annotations}
     if found:
         kept["annotations"] = found

@@ -274,6 +274,8 @@ async def reconcile(ref: StoreRef, body: kopf.Body) -> tuple[Plan, int]:
         # nothing is decided (or reported) twice.
         kept = {k_: v for k_, v in snapshot["status"].items() if k_ in OWN_STATUS_EXCLUDED}
         snapshot["status"] = {**kept, **echo[1]}
+    elif echo is not None:
+        del RUNTIME.written[key]  # the watch has brought it back: a thousand stores' copies cost memory
     spec, invalid = parse(snapshot, ref.name)
     observed = observe_store(ref, snapshot, cache)
     revision = build.template_revision(spec) if spec else None

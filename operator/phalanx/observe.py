@@ -289,6 +289,7 @@ def observe(
     owned_claims = {str(o.get("uid")) for o in (record or {}).get("claims") or []}
     owned_snapshots = {str(o.get("uid")) for o in (record or {}).get("snapshots") or []}
     foreign: list[str] = []
+    taken: list[int] = []
 
     def ours(kind: str, obj: Raw, proven: bool) -> str | None:
         """The member an object of this store belongs to, or None (recorded as foreign when it claims one)."""
@@ -300,6 +301,7 @@ def observe(
         if member and member == meta.get("name") and names.serial_of(store.name, member) is not None and proven:
             return str(member)
         foreign.append(f"{kind} {meta.get('name')}")
+        taken.append(names.serial_of(store.name, str(meta.get("name"))) or 0)  # its name is not free
         return None
 
     pod_views: dict[str, PodView] = {}
@@ -344,7 +346,7 @@ def observe(
         members.append(MemberView(member, serial, zone, pod_views.get(member), claim))
     members.sort(key=lambda m: m.serial)
     known = [s for s in serials.values() if s is not None]
-    last_serial = max([int(status.get("lastSerial") or 0), *known])
+    last_serial = max([int(status.get("lastSerial") or 0), *known, *taken])
     lineage = []
     for snap in snapshots:
         labels = snap["metadata"].get("labels") or {}

@@ -138,8 +138,8 @@ def test_a_claim_named_as_the_next_member_is_skipped_not_adopted() -> None:
     squatter = claim("orders-4", "zone-a", uid="squatter")
     world = replace(ready_store(), claims=(*ready_store().claims, squatter), foreign=frozenset({"squatter"}))
     decided = plan(store_spec(4), observed(world), NOW, has_ports=True)
-    assert [a.member for a in decided.actions if isinstance(a, CreateMember)] == ["orders-4"]
-    # act then finds the name taken by an object it did not create and fails the creation (a test of act)
+    assert [a.member for a in decided.actions if isinstance(a, CreateMember)] == ["orders-5"]
+    assert decided.status.last_serial == 5
 
 
 def test_a_store_from_before_the_record_adopts_what_it_sees_once_and_records_it() -> None:
