@@ -32,7 +32,15 @@ from phalanx import kube as k
 from phalanx.act import OWN_STATUS_EXCLUDED, Actor, Outcome, Provenance, controller_name, controller_uid
 from phalanx.cache import StoreKey, WatchCache
 from phalanx.expectations import Expectations, expected
-from phalanx.models import GROUP, PLURAL, VERSION, DeletionPolicy, RecoveryRecord, ReplicatedStoreSpec
+from phalanx.models import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    ConditionType,
+    DeletionPolicy,
+    RecoveryRecord,
+    ReplicatedStoreSpec,
+)
 from phalanx.names import StoreRef
 from phalanx.observe import Observed, observe
 from phalanx.plan import REFUSED_PASSES, ExpandVolume, Plan, plan, plan_deletion
@@ -213,6 +221,16 @@ def remember_refusals(key: StoreKey, outcomes: list[Outcome]) -> None:
             RUNTIME.expansion_refused[key] = (outcome.action.size, str(outcome.error))
 
 
+def report_foreign(body: kopf.Body, previous: Mapping[str, Any], plan_: Plan) -> None:
+    """A warning Event when the objects that carry the store's labels without being Phalanx's change
+    (once per change, not per pass: the condition keeps saying it)."""
+    before = {c.get("type"): c for c in previous.get("conditions") or [] if isinstance(c, Mapping)}
+    now = next((c for c in plan_.status.conditions if c.type == ConditionType.FOREIGN_OBJECTS.value), None)
+    old = before.get(ConditionType.FOREIGN_OBJECTS.value) or {}
+    if now is not None and now.status.value == "True" and old.get("message") != now.message:
+        kopf.warn(body, reason="ForeignObject", message=now.message)
+
+
 def report(body: kopf.Body, outcomes: list[Outcome]) -> None:
     """One Kubernetes Event per action taken (or failed)."""
     for outcome in outcomes:
@@ -298,6 +316,7 @@ async def reconcile(ref: StoreRef, body: kopf.Body) -> tuple[Plan, int]:
     new_status = decided.status.to_wire()
     if await RUNTIME.io(actor.write_status, ref, snapshot["status"], new_status):
         RUNTIME.written[key] = (snapshot["metadata"].get("resourceVersion"), new_status)
+    report_foreign(body, snapshot["status"], decided)
     failed = 0
     if decided.actions and spec is not None and revision is not None:
         provenance = Provenance.of(decided.status.owned, functools.partial(actor.write_owned, ref))

@@ -1196,7 +1196,8 @@ def plan(
 
 
 def next_deadline(spec: ReplicatedStoreSpec, observed: Observed, now: datetime) -> float:
-    """Seconds until a grace period runs out (a node's, a zone's, a restore's): look again then."""
+    """Seconds until a grace period runs out (a node's, a zone's, a restore's, a new member's
+    progress deadline): look again then."""
     moments = []
     member_grace = spec.recovery.member_failure_grace.total_seconds()
     zone_grace = spec.recovery.zone_failure_grace.total_seconds()
@@ -1211,6 +1212,9 @@ def next_deadline(spec: ReplicatedStoreSpec, observed: Observed, now: datetime) 
         if claim is None:
             since = _prior_since(observed, member.name, MemberState.LOST) or now
             moments.append(member_grace - (now - since).total_seconds())
+        elif claim.created is not None and never_served(member):  # when it will count as stuck
+            progress = spec.updates.progress_deadline.total_seconds()
+            moments.append(progress - (now - claim.created).total_seconds())
     future = [m for m in moments if m > 0]
     return min(future) + 0.1 if future else REQUEUE_STEADY
 
