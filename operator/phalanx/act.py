@@ -126,17 +126,36 @@ class Outcome:
         return self.code is not None and 400 <= self.code < 500 and self.code not in (404, 429)
 
 
+def merge_diff(
+    current: Mapping[str, Any], new: Mapping[str, Any], keep: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns ``current`` into ``new``: changed keys, nested
+    objects diffed key by key, and every key ``new`` no longer has set to null, at every depth (a
+    merge patch keeps what it does not name: a new ``lastRecovery`` sent whole would keep the old
+    one's ``readyAt``). Lists are replaced whole. ``keep``: top-level keys that others own."""
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        before = current.get(key)
+        if before == value:
+            continue
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            patch[key] = merge_diff(before, value)
+        else:
+            patch[key] = value
+    for key in current:
+        if key not in new and key not in keep:
+            patch[key] = None
+    return patch
+
+
 def status_patch(current: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any] | None:
     """The merge patch that turns ``current`` into ``new``, or None when they already agree.
 
-    Keys that ``new`` no longer has are nulled so that stale sections disappear; Kopf's own key is
-    left alone. Returning None is what makes a steady-state reconcile write nothing.
+    Keys that ``new`` no longer has are nulled (at every depth) so that stale sections and fields
+    disappear; Kopf's own key is left alone. Returning None is what makes a steady-state reconcile
+    write nothing.
     """
-    patch: dict[str, Any] = {k: v for k, v in new.items() if current.get(k) != v}
-    for key in current:
-        if key not in new and key not in OWN_STATUS_EXCLUDED:
-            patch[key] = None
-    return patch or None
+    return merge_diff(current, new, OWN_STATUS_EXCLUDED) or None
 
 
 def _carry_out(store: StoreRef, actions: Sequence[A], do: Callable[[A], None]) -> list[Outcome]:

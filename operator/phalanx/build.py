@@ -301,8 +301,8 @@ def child_fingerprint(child: Mapping[str, Any]) -> str:
 
 
 def volume_snapshot(store: StoreRef, spec: ReplicatedStoreSpec, member: str, zone: str, name: str) -> Manifest:
-    """A CSI VolumeSnapshot of the member's PVC, labelled with the member and zone it was taken of, so
-    that the planner can prefer a snapshot from the zone it restores into.
+    """A CSI VolumeSnapshot of the member's PVC, labelled with the member and zone it was taken of (for
+    the record: the freshest usable snapshot seeds a member, whichever zone it was taken in).
 
     Not owned by the store: the deletion policy (and pruning by count and age) decides its end.
     """

@@ -114,9 +114,11 @@ def expected(
             return [expect("pods", member, _present, f"pod {member} created")]
         case DeletePod(member=member, uid=uid):
             return [expect("pods", member, _gone_or_terminating(uid), f"pod {member} deleted")]
-        case RetireMember(member=member, pod_uid=pod_uid, claim_uid=claim_uid):
+        case RetireMember(member=member, pod_uid=pod_uid, claim_uid=claim_uid, delete_volume=delete_volume):
             found = []
-            if claim_uid is not None:
+            if claim_uid is not None and delete_volume:  # seen retired is not enough: seen going
+                found.append(expect("claims", member, _gone_or_terminating(claim_uid), f"claim {member} deleted"))
+            elif claim_uid is not None:
                 found.append(expect("claims", member, _retired(claim_uid), f"claim {member} retired"))
             if pod_uid is not None:
                 found.append(expect("pods", member, _retired(pod_uid), f"pod {member} retired"))

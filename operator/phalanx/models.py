@@ -397,8 +397,11 @@ class RecoverySpec(_Model):
     start from an empty volume and copy everything from peers."""
 
     member_failure_grace: Annotated[Duration, AtLeast("1s")] = Duration.parse("30s")
-    """How long a member may be unavailable (its pod not ready, its node unreachable) before Phalanx
-    replaces it. A lost volume or a deleted node is acted on at once."""
+    """How long a member's node may be NotReady (or gone), or its claim missing, before Phalanx
+    replaces the member; a volume whose PersistentVolume is lost is replaced at once. A member whose
+    pod is merely not ready on a healthy node (a crash loop, a failing probe) is reported Unavailable
+    and Degraded but not replaced: that is more often a bad template or a bad engine than bad data,
+    and replacing it would copy the fault onto a new volume (rolling back the template is the fix)."""
 
     zone_failure: ZoneFailurePolicy = ZoneFailurePolicy.WAIT
     """What to do when every member of a zone is unavailable. `Wait`: keep the zone's members and wait
@@ -593,6 +596,10 @@ class ZoneStatus(_Model):
     ready: Count
     """Members of the zone that are ready."""
 
+    down_since: datetime | None = None
+    """Since when the zone has had no ready node (absent while it has one): a zone whose nodes
+    vanished is judged lost only zoneFailureGrace after this."""
+
 
 class MemberStatus(_Model):
     """One member of the store: a pod and its volume, pinned to a zone."""
@@ -611,7 +618,7 @@ class MemberStatus(_Model):
     """The node the member's pod runs on."""
 
     volume: Text | None = None
-    """The member's PersistentVolumeClaim."""
+    """The PersistentVolume bound to the member's claim (the claim is named as the member)."""
 
     revision: Text | None = None
     """The template revision of the member's pod."""
@@ -635,6 +642,12 @@ class SnapshotStatus(_Model):
     count: Count = 0
     """Ready snapshots kept."""
 
+    failures: Count = 0
+    """Attempts in a row that failed (the retry backoff doubles with each, up to the interval)."""
+
+    last_failure: Text | None = None
+    """The last failed VolumeSnapshot counted in ``failures``."""
+
 
 class RecoveryRecord(_Model):
     """What happened in the last recovery: what was lost, why, where the data came from, how long."""
@@ -643,7 +656,8 @@ class RecoveryRecord(_Model):
     """The member that was lost."""
 
     reason: Text
-    """Why it was replaced (for example PodUnavailable, NodeLost, VolumeLost, ZoneLost)."""
+    """Why it was replaced: NodeLost, NodeDeleted, VolumeLost, VolumeDeleted, RestoreFailed or ZoneLost,
+    then a colon and the details."""
 
     source: RecoverySource
     """Where the replacement's data came from: Snapshot or Empty."""

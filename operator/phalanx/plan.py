@@ -284,6 +284,13 @@ def desired_zones(spec: ReplicatedStoreSpec, observed: Observed) -> tuple[str, .
     return tuple(sorted(set(observed.zones_with_nodes()) | homes))
 
 
+def observed_zones(observed: Observed) -> tuple[str, ...]:
+    """The store's zones as last reported and as its members hold them: what status keeps reporting
+    while no valid spec says which zones are the store's (an invalid spec changes nothing observed)."""
+    reported = {str(z.get("name")) for z in observed.status.get("zones") or [] if isinstance(z, Mapping)}
+    return tuple(sorted(reported | {m.zone for m in observed.members}))
+
+
 def placeable(zones: Sequence[str], observed: Observed, outages: Mapping[str, bool]) -> list[str]:
     """The store's zones where a new member can land now: a schedulable node, and no outage."""
     schedulable = set(observed.zones_with_nodes())
@@ -396,10 +403,14 @@ def unfinished_recovery(
     replacement, lost = str(raw["replacement"]), str(raw["member"])
     if observed.member(replacement) is not None or any(c.name == replacement for c in observed.retired_claims):
         return None
+    if observed.member(lost) is not None:
+        return None  # not retired yet: the loss is still recover()'s to act on
     lost_claim = next((c for c in observed.retired_claims if c.name == lost), None)
-    if lost_claim is None or lost_claim.zone is None or not targets:
+    # A lost volume that was deleted leaves no retired claim: its zone is in the last status.
+    zone = (lost_claim.zone if lost_claim else None) or _previous(observed.status, "members").get(lost, {}).get("zone")
+    if not zone or not targets:
         return None
-    zone = lost_claim.zone
+    zone = str(zone)
     if zone not in targets:  # its zone is down (a zone loss being redistributed): the emptiest survivor
         zone = place(targets, zone_counts(targets, observed.members), 1)[0]
     snapshot = raw.get("snapshot")
@@ -450,10 +461,16 @@ def usable_snapshots(spec: ReplicatedStoreSpec, observed: Observed, now: datetim
     if spec.snapshots is None:
         return []
     max_age = spec.snapshots.effective_max_age().total_seconds()
+    # A restore from it failed (the member it seeded was retired before its volume was ever bound).
+    failed_restores = {c.seeded_from for c in observed.retired_claims if c.seeded_from and c.phase == "Pending"}
     fit = [
         snap
         for snap in observed.snapshots
-        if snap.ready and not snap.terminating and snap.created and (now - snap.created).total_seconds() < max_age
+        if snap.ready
+        and not snap.terminating
+        and snap.created
+        and (now - snap.created).total_seconds() < max_age
+        and snap.name not in failed_restores
     ]
     return sorted(fit, key=lambda snap: snap.created or now, reverse=True)
 
@@ -475,21 +492,33 @@ def snapshot_name(store: str, now: datetime) -> str:
     return f"{store}-{now.strftime('%Y%m%d-%H%M%S')}"
 
 
+def failure_count(observed: Observed) -> tuple[int, str | None]:
+    """Failed snapshot attempts in a row, and the last one counted. Kept in status, not counted from
+    the failed snapshots that exist: pruning deletes superseded failures, and the count must outlive
+    them (else the backoff never grows past its second step)."""
+    before = observed.status.get("snapshots") or {}
+    failures, last = int(before.get("failures") or 0), before.get("lastFailure")
+    live = [snap for snap in observed.snapshots if not snap.terminating]
+    latest = live[-1] if live else None
+    if latest is not None and latest.ready:
+        return 0, None
+    if latest is not None and latest.failed and latest.name != last:
+        return failures + 1, latest.name
+    return failures, last
+
+
 def failure_backoff(spec: ReplicatedStoreSpec, observed: Observed) -> float:
     """Seconds before retrying after consecutive failed snapshots: 10 s doubling, capped at the interval."""
     assert spec.snapshots is not None
-    failures = 0
-    for snap in reversed(observed.snapshots):
-        if not snap.failed:
-            break
-        failures += 1
+    failures, _ = failure_count(observed)
     interval = spec.snapshots.interval.total_seconds()
-    return min(interval, 10.0 * 2 ** (failures - 1)) if failures else interval
+    return min(interval, 10.0 * 2 ** min(failures - 1, 30)) if failures else interval
 
 
 def snapshot_source(observed: Observed, after_zone: str | None) -> MemberView | None:
-    """A ready member to snapshot, from the zone after the last snapshot's (round-robin over zones)."""
-    ready = [m for m in observed.members if m.ready]
+    """A serving member to snapshot, from the zone after the last snapshot's (round-robin over zones).
+    Serving, not only ready: a pod on a NotReady node may still say Ready, and its data may be stale."""
+    ready = [m for m in observed.members if serving(m, observed)]
     zones = sorted({m.zone for m in ready})
     if not zones:
         return None
@@ -548,15 +577,29 @@ def prune_snapshots(
 # Loss and recovery
 
 
+def zone_down_since(observed: Observed, zone: str, now: datetime) -> datetime | None:
+    """Since when a zone has had no ready node, or None while it has one. For a zone whose Node
+    objects are all gone (a node pool being replaced) that is when status last saw it otherwise,
+    never "now minus forever": the grace counts from the moment the zone was last seen healthy."""
+    nodes = observed.zone_nodes(zone)
+    if any(n.ready for n in nodes):
+        return None
+    if nodes:
+        return max((n.not_ready_since or now) for n in nodes)
+    prior = _previous(observed.status, "zones").get(zone, {}).get("downSince")
+    return datetime.fromisoformat(str(prior).replace("Z", "+00:00")) if prior else now
+
+
 def zone_outages(spec: ReplicatedStoreSpec, observed: Observed, now: datetime) -> dict[str, bool]:
-    """Zones whose every node is down, mapped to whether that lasted beyond zoneFailureGrace. A zone
-    that still holds members but has no Node at all any more is down, and for good."""
-    result = {zone: True for zone in sorted({m.zone for m in observed.members}) if not observed.zone_nodes(zone)}
-    for zone in sorted({n.zone for n in observed.nodes if n.zone}):
-        nodes = observed.zone_nodes(zone)
-        if nodes and not any(n.ready for n in nodes):
-            since = max((n.not_ready_since or now) for n in nodes)
-            result[zone] = (now - since).total_seconds() >= spec.recovery.zone_failure_grace.total_seconds()
+    """Zones whose every node is down (or gone, for a zone that holds members), mapped to whether
+    that lasted beyond zoneFailureGrace."""
+    zones = {m.zone for m in observed.members} | {n.zone for n in observed.nodes if n.zone}
+    grace = spec.recovery.zone_failure_grace.total_seconds()
+    result = {}
+    for zone in sorted(zones):
+        since = zone_down_since(observed, zone, now)
+        if since is not None:
+            result[zone] = (now - since).total_seconds() >= grace
     return result
 
 
@@ -931,7 +974,13 @@ def build_status(
     desired = spec.replicas if spec else len(members)
     per_zone = zone_counts(zones, observed.members)
     zone_list = [
-        ZoneStatus(name=z, members=per_zone[z], ready=sum(1 for m in ready if m.zone == z)) for z in sorted(per_zone)
+        ZoneStatus(
+            name=z,
+            members=per_zone[z],
+            ready=sum(1 for m in ready if m.zone == z),
+            down_since=zone_down_since(observed, z, now),
+        )
+        for z in sorted(per_zone)
     ]
     healthy_zones = sum(1 for z in zone_list if z.members and z.ready == z.members)
     # Zones that should hold members: a store smaller than its zone count fills only that many.
@@ -1062,11 +1111,16 @@ def foreign_report(observed: Observed) -> tuple[str, str]:
 
 def snapshot_status(observed: Observed) -> SnapshotStatus | None:
     ready = [snap for snap in observed.snapshots if snap.ready and not snap.terminating]
-    if not observed.snapshots:
+    failures, last_failure = failure_count(observed)
+    if not observed.snapshots and not failures:
         return None
     latest = ready[-1] if ready else None
     return SnapshotStatus(
-        latest=latest.name if latest else None, latest_time=latest.created if latest else None, count=len(ready)
+        latest=latest.name if latest else None,
+        latest_time=latest.created if latest else None,
+        count=len(ready),
+        failures=failures,
+        last_failure=last_failure,
     )
 
 
@@ -1131,7 +1185,7 @@ def plan(
     ``expansion_refused`` (why the claims could not grow to ``storage.size``)."""
     if spec is None or invalid is not None:
         message = invalid or "the spec did not validate"
-        status = build_status(None, observed, now, zones=(), busy=False, stalled=message)
+        status = build_status(None, observed, now, zones=observed_zones(observed), busy=False, stalled=message)
         return Plan((), status, REQUEUE_STEADY, notes=(message,))
     zones = desired_zones(spec, observed)
     if spec.paused:
@@ -1149,7 +1203,8 @@ def plan(
         scaling, last_serial, scale_notes = scale(spec, observed, targets, now, last_serial, home=zones)
         notes += scale_notes
         membership += scaling
-        if not scaling and not notes and not outages:
+        home_outages = [z for z in outages if z in zones or any(m.zone == z for m in observed.members)]
+        if not scaling and not notes and not home_outages:  # an outage elsewhere is no reason to wait
             moves, last_serial = rebalance(spec, observed, zones, targets, now, last_serial)
             membership += moves
     leaving = frozenset(a.member for a in membership if isinstance(a, RetireMember))
@@ -1205,6 +1260,9 @@ def next_deadline(spec: ReplicatedStoreSpec, observed: Observed, now: datetime) 
         if node.not_ready_since is not None:
             elapsed = (now - node.not_ready_since).total_seconds()
             moments += [member_grace - elapsed, zone_grace - elapsed]
+    for zone in {m.zone for m in observed.members if not observed.zone_nodes(m.zone)}:
+        since = zone_down_since(observed, zone, now) or now
+        moments.append(zone_grace - (now - since).total_seconds())
     for member in observed.members:
         claim = member.claim
         if claim and claim.seeded_from and claim.phase == "Pending" and claim.created:

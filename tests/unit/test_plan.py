@@ -1165,6 +1165,12 @@ def test_volumes_are_deleted_only_by_policy_and_after_every_final_snapshot(
             {"zones": [{"name": "b"}]},
             id="lists-replaced-whole-kopf-untouched",
         ),
+        pytest.param(  # a merge patch keeps what it does not name: the old record's fields must be nulled
+            {"lastRecovery": {"member": "o-1", "readyAt": "t1", "seconds": 2.0, "snapshot": "s1"}},
+            {"lastRecovery": {"member": "o-2", "source": "Empty"}},
+            {"lastRecovery": {"member": "o-2", "source": "Empty", "readyAt": None, "seconds": None, "snapshot": None}},
+            id="nested-fields-of-a-new-record-nulled",
+        ),
     ],
 )
 def test_status_patch_is_the_difference_or_nothing(
