@@ -66,6 +66,11 @@ CASES: list[tuple[Action, Cached, Cached]] = [
         {("claims", "orders-1"): CLAIM, ("pods", "orders-1"): retired(POD)},
         {("claims", "orders-1"): retired(CLAIM)},
     ),
+    (  # a retired volume being deleted: seeing it retired is not seeing it go (no second delete, no 404)
+        RetireMember("orders-1", None, "pvc-orders-1", True, "its replacement is ready"),
+        {("claims", "orders-1"): retired(CLAIM)},
+        {("claims", "orders-1"): terminating(retired(CLAIM))},
+    ),
     (
         EnsureChild("peers-service", "orders-peers", "missing"),
         {},

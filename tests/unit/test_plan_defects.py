@@ -26,7 +26,7 @@ SNAPPING: dict[str, Any] = {"snapshots": {"interval": "1h", "keep": 3}}
 
 
 def status_of(decided: Any, kind: str) -> str:
-    return next(c.status.value for c in decided.status.conditions if c.type == kind)
+    return str(next(c.status.value for c in decided.status.conditions if c.type == kind))
 
 
 def ready_store(*members: tuple[int, str]) -> World:
