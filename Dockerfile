@@ -17,9 +17,10 @@ RUN groupadd --system --gid 10001 phalanx \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin phalanx
 
-# Only what the package build needs: the build context also holds .venv, .tools and test data.
+# Only what the package build needs: the build context also holds .venv, .tools and test data, and
+# operator/ holds the sandbox (local control plane, simulator), which never ships in the image.
 COPY pyproject.toml README.md /src/
-COPY operator /src/operator
+COPY operator/phalanx /src/operator/phalanx
 RUN pip install /src && rm -rf /src
 
 USER 10001:10001

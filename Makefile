@@ -11,7 +11,7 @@ SANDBOX := $(VENV)/bin/phalanx-sandbox
 KUBECTL := .tools/bin/kubectl --kubeconfig .sandbox/kubeconfig
 PYTEST_ARGS ?=
 
-.PHONY: setup venv kube-binaries tools test unit lint typecheck check crds sandbox demo down bench clean
+.PHONY: setup venv kube-binaries tools test unit lint typecheck layers check crds sandbox demo down bench clean
 
 setup: venv kube-binaries tools
 
@@ -42,7 +42,10 @@ typecheck: venv
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy tests benchmarks
 
-check: lint typecheck
+layers: venv
+	$(VENV)/bin/lint-imports
+
+check: lint typecheck layers
 
 crds: venv
 	$(PY) -m phalanx.crd --out crds --out charts/phalanx/crds
@@ -52,7 +55,7 @@ sandbox: setup
 	@echo "explore:  $(KUBECTL) get rstore,pods -A   |   stop with: make down"
 
 demo: setup
-	$(PY) -m phalanx.sandbox.demo
+	$(PY) -m phalanx_sandbox.demo
 
 down:
 	@test -x $(SANDBOX) && $(SANDBOX) down || true

@@ -13,7 +13,7 @@ import pytest
 
 from phalanx import kube as k
 from phalanx.kube import Kube, Obj
-from phalanx.sandbox import wait_for
+from phalanx_sandbox import wait_for
 from tests.conftest import Operator
 from tests.integration.test_operator import store, wait_ready
 

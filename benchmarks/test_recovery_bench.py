@@ -18,7 +18,7 @@ import pytest
 from phalanx import kube as k
 from phalanx import names
 from phalanx.kube import Kube, Obj
-from phalanx.sandbox import SimulatorHandle, wait_for
+from phalanx_sandbox import SimulatorHandle, wait_for
 from tests.conftest import Operator
 from tests.integration.test_operator import store, wait_ready
 from tests.integration.test_recovery import snapshot_now, write_all

@@ -10,7 +10,7 @@ import pytest
 
 from phalanx import kube as k
 from phalanx.kube import Kube
-from phalanx.sandbox import wait_for
+from phalanx_sandbox import wait_for
 
 PODS = int(os.environ.get("BENCH_PODS", "1000"))
 

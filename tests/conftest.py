@@ -22,8 +22,8 @@ import requests
 
 from phalanx import kube as k
 from phalanx.kube import Kube, load_api_client
-from phalanx.sandbox import Sandbox, SimulatorHandle, wait_for
-from phalanx.sandbox.controlplane import Process, free_port
+from phalanx_sandbox import Sandbox, SimulatorHandle, wait_for
+from phalanx_sandbox.controlplane import Process, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 TOOLS = REPO / ".tools" / "bin"

@@ -440,3 +440,21 @@ async def delete_store(
     if not done or any(o.error for o in outcomes):
         raise kopf.TemporaryError("waiting for final snapshots or retrying failed deletions", delay=2)
     metrics.forget_store(ref.namespace, name)
+
+
+# ------------------------------------------------------------------------------------------------
+# Running
+
+
+def run() -> None:
+    """Run the operator (``python -m phalanx``): Kopf, standalone, on the namespaces the settings name."""
+    config = Settings.from_env()
+    kopf.configure(log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.FULL)
+    # Kopf logs every successful event handler at INFO: the wake-ups would drown Phalanx's own lines.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    kopf.run(
+        standalone=True,
+        clusterwide=not config.namespaces,
+        namespaces=config.namespaces,
+        liveness_endpoint=f"http://0.0.0.0:{config.liveness_port}/healthz" if config.liveness_port else None,
+    )

@@ -21,8 +21,8 @@ from phalanx import kube as k
 from phalanx.crd import CRD_NAME
 from phalanx.kube import ApiError, Kube
 from phalanx.models import ReplicatedStoreSpec, ReplicatedStoreStatus
-from phalanx.sandbox import wait_for
 from phalanx.validation import parse_spec
+from phalanx_sandbox import wait_for
 from tests.conftest import Cluster
 from tests.openapi import CRD_FILE, EXAMPLES, InvalidSpec, invalid_specs
 from tests.strategies import spec_bodies

@@ -12,7 +12,7 @@ import pytest
 from phalanx import kube as k
 from phalanx import names
 from phalanx.kube import Kube, Obj
-from phalanx.sandbox import SimulatorHandle, wait_for
+from phalanx_sandbox import SimulatorHandle, wait_for
 from tests.conftest import Operator
 from tests.integration.test_operator import condition, member_claims, member_pods, passes, store, wait_ready
 

@@ -19,7 +19,7 @@ import pytest
 from phalanx import kube as k
 from phalanx import names
 from phalanx.kube import ApiError, Kube, Obj
-from phalanx.sandbox import SimulatorHandle, wait_for
+from phalanx_sandbox import SimulatorHandle, wait_for
 from tests.conftest import Cluster, Operator
 from tests.integration.test_operator import (
     condition,

@@ -19,7 +19,7 @@ import pytest
 from phalanx import kube as k
 from phalanx import names
 from phalanx.kube import Kube, Obj
-from phalanx.sandbox import Sandbox, wait_for
+from phalanx_sandbox import Sandbox, wait_for
 from tests.conftest import Cluster, Operator, install_crds
 from tests.integration.test_operator import member_claims, member_pods, ready, store
 

@@ -16,7 +16,7 @@ import pytest
 
 from phalanx import kube as k
 from phalanx.kube import ApiError, Kube, Obj
-from phalanx.sandbox import SimulatorHandle, wait_for
+from phalanx_sandbox import SimulatorHandle, wait_for
 from tests.conftest import Cluster, tool
 
 pytestmark = pytest.mark.cluster
@@ -269,7 +269,7 @@ def test_control_plane_dies_with_its_parent(tmp_path: Path) -> None:
         f"""
         import json, sys
         from pathlib import Path
-        from phalanx.sandbox.controlplane import ControlPlane
+        from phalanx_sandbox.controlplane import ControlPlane
         plane = ControlPlane(workdir=Path({str(tmp_path)!r}), say=lambda s: None)
         plane.start()
         print(json.dumps([p.popen.pid for p in plane.processes]), flush=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from phalanx.sandbox.simulator import WorkQueue
+from phalanx_sandbox.simulator import WorkQueue
 
 
 def test_a_key_is_queued_once_until_taken() -> None:

@@ -16,7 +16,7 @@ from typing import Literal, TypeVar
 
 from phalanx import kube as k
 from phalanx.kube import Kube, Obj
-from phalanx.sandbox.names import (
+from phalanx_sandbox.names import (
     CRASH,
     DATA,
     RESTORE_FAILS,

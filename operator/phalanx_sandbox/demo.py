@@ -22,7 +22,7 @@ import yaml
 from phalanx import kube as k
 from phalanx import names
 from phalanx.kube import Kube, Obj
-from phalanx.sandbox import Sandbox, SimulatorHandle, wait_for
+from phalanx_sandbox import Sandbox, SimulatorHandle, wait_for
 
 T = TypeVar("T")
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "minimal.yaml"

@@ -16,8 +16,8 @@ from pathlib import Path
 from phalanx import crd
 from phalanx import kube as k
 from phalanx.kube import Kube
-from phalanx.sandbox.controlplane import ControlPlane, ControlPlaneError, Process, free_port
-from phalanx.sandbox.faults import SimulatorHandle, wait_for
+from phalanx_sandbox.controlplane import ControlPlane, ControlPlaneError, Process, free_port
+from phalanx_sandbox.faults import SimulatorHandle, wait_for
 
 __all__ = ["ControlPlaneError", "Sandbox", "SimulatorHandle", "wait_for"]
 
@@ -102,7 +102,7 @@ class Sandbox:
             [
                 sys.executable,
                 "-m",
-                "phalanx.sandbox.simulator",
+                "phalanx_sandbox.simulator",
                 f"--kubeconfig={self.kubeconfig}",
                 f"--zones={','.join(self.zones)}",
                 f"--nodes-per-zone={self.nodes_per_zone}",

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from phalanx import kube as k
 from phalanx.kube import ApiError, Informer, Kube, Obj
-from phalanx.sandbox.names import (
+from phalanx_sandbox.names import (
     CATCH_UP_FROM,
     CATCH_UP_RATE,
     CRASH,
@@ -56,7 +56,7 @@ from phalanx.sandbox.names import (
     ZONE_LABEL,
     volume_data,
 )
-from phalanx.sandbox.snapshot_crds import snapshot_crds
+from phalanx_sandbox.snapshot_crds import snapshot_crds
 
 log = logging.getLogger("phalanx.simulator")
 
@@ -933,7 +933,7 @@ def _pod_ready(pod: Obj) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the simulator in the foreground until SIGTERM/SIGINT."""
-    parser = argparse.ArgumentParser(prog="python -m phalanx.sandbox.simulator", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m phalanx_sandbox.simulator", description=__doc__.splitlines()[0])
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--zones", default="zone-a,zone-b,zone-c")
     parser.add_argument("--nodes-per-zone", type=int, default=2)

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from phalanx import kube as k
 from phalanx.kube import Kube
-from phalanx.sandbox import Sandbox, SimulatorHandle
-from phalanx.sandbox.controlplane import ControlPlaneError
+from phalanx_sandbox import Sandbox, SimulatorHandle
+from phalanx_sandbox.controlplane import ControlPlaneError
 
 
 def default_dir() -> Path:
@@ -86,7 +86,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     argv = [
         sys.executable,
         "-m",
-        "phalanx.sandbox.cli",
+        "phalanx_sandbox.cli",
         "--dir",
         str(directory),
         "serve",

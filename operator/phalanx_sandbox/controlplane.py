@@ -3,7 +3,7 @@
 This is the bottom of the test bed. It knows nothing of Phalanx: it starts the four real processes on
 free loopback ports with TLS, token authentication and RBAC, writes a kubeconfig that kubectl, helm and
 the Python client can use, and stops them again. Nodes, kubelets and CSI storage do not exist here;
-``phalanx.sandbox.simulator`` plays them through the API server.
+``phalanx_sandbox.simulator`` plays them through the API server.
 
 Every child process is started with ``PR_SET_PDEATHSIG`` so that it dies with its parent: an
 interrupted test run, or a killed sandbox supervisor, leaves no orphan processes behind.
