@@ -23,14 +23,10 @@ from phalanx.kube import ApiError, Kube, Resource
 from phalanx.models import OwnedStatus, ReplicatedStoreSpec
 from phalanx.names import (
     FIELD_MANAGER,
-    FINAL_LABEL,
     RECLAIM_WAS_ANNOTATION,
-    REPLACES_ANNOTATION,
     RETAINED_ANNOTATION,
     RETAINED_CLAIM_ANNOTATION,
     RETIRED_LABEL,
-    SNAPSHOT_REQUEST,
-    STORE_UID_LABEL,
     StoreRef,
 )
 from phalanx.plan import (
@@ -250,9 +246,7 @@ class Actor:
         ns = store.namespace
         match action:
             case CreateMember(member=member, zone=zone, snapshot=snapshot, replaces=replaces):
-                claim = build.member_claim(store, spec, member, zone, snapshot)
-                if replaces:
-                    claim["metadata"].setdefault("annotations", {})[REPLACES_ANNOTATION] = replaces
+                claim = build.member_claim(store, spec, member, zone, snapshot, replaces)
                 self._create_recorded(k.PVCS, claim, ns, provenance.claims, provenance)
                 pod = build.member_pod(store, spec, member, zone, list(plan.peers), snapshot, revision)
                 self._create_owned(store, k.PODS, pod)
@@ -273,10 +267,7 @@ class Actor:
             case EnsureChild(child=child):
                 self._ensure_child(store, spec, child)
             case Snapshot(member=member, zone=zone, name=name, request=request):
-                manifest = build.volume_snapshot(store, spec, member, zone, name)
-                manifest["metadata"]["labels"][STORE_UID_LABEL] = store.uid
-                if request is not None:
-                    manifest["metadata"].setdefault("annotations", {})[SNAPSHOT_REQUEST] = request
+                manifest = build.volume_snapshot(store, spec, member, zone, name, request=request)
                 self._create_recorded(k.SNAPSHOTS, manifest, ns, provenance.snapshots, provenance)
             case DeleteSnapshot(name=name, uid=uid):
                 self.kube.delete(k.SNAPSHOTS, name, ns, uid=uid)
@@ -370,7 +361,7 @@ class Actor:
             case DeleteVolume(member=member, uid=uid):
                 self._unpin_volume(ns, member)
                 self.kube.delete(k.PVCS, member, ns, uid=uid)
-            case TakeSnapshot(member=member, zone=zone, name=name) if spec is not None:
-                manifest = build.volume_snapshot(store, spec, member, zone, name)
-                manifest["metadata"]["labels"][FINAL_LABEL] = "true"  # outlives the store: never pruned
-                self.kube.ensure(k.SNAPSHOTS, manifest, ns)
+            case TakeSnapshot(member=member, zone=zone, name=name):
+                self.kube.ensure(k.SNAPSHOTS, build.volume_snapshot(store, spec, member, zone, name, final=True), ns)
+            case _:
+                assert_never(action)

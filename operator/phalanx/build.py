@@ -82,8 +82,16 @@ def owner_reference(store: StoreRef) -> dict[str, Any]:
 # Members: a PVC and a Pod that share the member's name.
 
 
-def member_claim(store: StoreRef, spec: ReplicatedStoreSpec, member: str, zone: str, snapshot: str | None) -> Manifest:
-    """The member's PersistentVolumeClaim: empty, or restored from `snapshot` when the planner seeds it.
+def member_claim(
+    store: StoreRef,
+    spec: ReplicatedStoreSpec,
+    member: str,
+    zone: str,
+    snapshot: str | None,
+    replaces: str | None = None,
+) -> Manifest:
+    """The member's PersistentVolumeClaim: empty, or restored from `snapshot` when the planner seeds it;
+    ``replaces``: the lost member it stands in for (for the record).
 
     Not owned by the store: the data outlives a mistaken or cascading delete. The snapshot it came from
     is kept in an annotation, because a bound claim's dataSource says nothing once the snapshot is gone.
@@ -103,7 +111,10 @@ def member_claim(store: StoreRef, spec: ReplicatedStoreSpec, member: str, zone: 
             store,
             member,
             labels=_member_labels(store, member, zone),
-            annotations={names.SEEDED_FROM_ANNOTATION: snapshot or ""},
+            annotations={
+                names.SEEDED_FROM_ANNOTATION: snapshot or "",
+                **({names.REPLACES_ANNOTATION: replaces} if replaces else {}),
+            },
         ),
         "spec": claim,
     }
@@ -300,20 +311,36 @@ def child_fingerprint(child: Mapping[str, Any]) -> str:
 # Snapshots: data, like PVCs, so never owned by the store.
 
 
-def volume_snapshot(store: StoreRef, spec: ReplicatedStoreSpec, member: str, zone: str, name: str) -> Manifest:
+def volume_snapshot(
+    store: StoreRef,
+    spec: ReplicatedStoreSpec | None,
+    member: str,
+    zone: str,
+    name: str,
+    *,
+    request: str | None = None,
+    final: bool = False,
+) -> Manifest:
     """A CSI VolumeSnapshot of the member's PVC, labelled with the member and zone it was taken of (for
-    the record: the freshest usable snapshot seeds a member, whichever zone it was taken in).
+    the record: the freshest usable snapshot seeds a member, whichever zone it was taken in) and with
+    the store's uid (a store re-created under the same name never reads a predecessor's lineage).
+    ``request``: the on-demand request it answers; ``final``: taken as the store is deleted
+    (deletionPolicy Snapshot), never pruned.
 
     Not owned by the store: the deletion policy (and pruning by count and age) decides its end.
     """
     source: dict[str, Any] = {"source": {"persistentVolumeClaimName": member}}
-    snapshots = spec.snapshots
+    snapshots = spec.snapshots if spec is not None else None
     if snapshots is not None and snapshots.volume_snapshot_class_name is not None:
         source["volumeSnapshotClassName"] = snapshots.volume_snapshot_class_name
+    labels = {**_member_labels(store, member, zone), names.STORE_UID_LABEL: store.uid}
+    if final:
+        labels[names.FINAL_LABEL] = "true"
+    annotations = {names.SNAPSHOT_REQUEST: request} if request is not None else None
     return {
         "apiVersion": SNAPSHOT_API_VERSION,
         "kind": "VolumeSnapshot",
-        "metadata": _metadata(store, name, labels=_member_labels(store, member, zone)),
+        "metadata": _metadata(store, name, labels=labels, annotations=annotations),
         "spec": source,
     }
 

@@ -467,6 +467,19 @@ def test_a_snapshot_is_of_the_member_claim_with_the_class_only_when_named(
     assert snapshot["spec"] == expected
 
 
+def test_builders_own_every_label_of_a_snapshot_and_a_replacement_claim() -> None:
+    """act adds nothing after build: the lineage's uid, an on-demand request, the final mark, and
+    which lost member a replacement stands in for are all the builders'."""
+    taken = build.volume_snapshot(STORE, make_spec(), MEMBER, ZONE, "orders-snap-4", request="now")
+    assert taken["metadata"]["labels"][names.STORE_UID_LABEL] == STORE.uid
+    assert taken["metadata"]["annotations"] == {names.SNAPSHOT_REQUEST: "now"}
+    assert names.FINAL_LABEL not in taken["metadata"]["labels"]
+    final = build.volume_snapshot(STORE, None, MEMBER, ZONE, "orders-1-final", final=True)
+    assert final["metadata"]["labels"][names.FINAL_LABEL] == "true"
+    claim = build.member_claim(STORE, make_spec(), MEMBER, ZONE, None, replaces="orders-2")
+    assert claim["metadata"]["annotations"][names.REPLACES_ANNOTATION] == "orders-2"
+
+
 # --------------------------------------------------------------------------------------- Revision
 
 
