@@ -1,0 +1,312 @@
+"""Plan: the pure decision of what to do about one store, given its spec, its observed world and the time.
+
+Second step of observe → plan → act. ``plan(spec, observed, now)`` returns a ``Plan``: the actions
+to take, the status to write and when to look again. No I/O, no kopf or kubernetes imports; time is
+an argument. Planning again on the world that a plan produced yields no duplicate action (I7),
+because every decision is read off the observed world, never remembered.
+
+One concern per module, layered (``make layers`` enforces it; each imports only those below):
+
+- ``deletion``: what the finalizer does under each deletion policy (I3);
+- ``status`` and ``membership``: what the store reports; heal, scale, retire, rebalance;
+- ``recovery``: loss, and replacement from the freshest usable snapshot;
+- ``snapshots``, ``volumes``, ``children``: the lineage; pinning, pruning and resizing volumes; the
+  Services and PodDisruptionBudget;
+- ``budget`` and ``placement``: the one disruption budget; zones, skew, outages;
+- ``health``: the one answer to "is this member healthy?";
+- ``actions``: the vocabulary (the actions and the ``Plan``).
+
+This module holds the orchestrator, ``plan``: linear steps, each with the one reason it comes where
+it does, and ``next_deadline``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from phalanx.models import MemberState, ReplicatedStoreSpec
+from phalanx.observe import Observed
+from phalanx.plan.actions import (
+    REQUEUE_BUSY,
+    REQUEUE_CONVERGING,
+    REQUEUE_STEADY,
+    Action,
+    ChildKind,
+    CreateMember,
+    CreatePod,
+    DeletePod,
+    DeleteSnapshot,
+    DeleteVolume,
+    EnsureChild,
+    ExpandVolume,
+    FinalAction,
+    KeepVolume,
+    PinVolume,
+    Plan,
+    RetireMember,
+    Snapshot,
+    TakeSnapshot,
+)
+from phalanx.plan.budget import (
+    others_serve,
+)
+from phalanx.plan.children import (
+    ensure_children,
+)
+from phalanx.plan.deletion import (
+    final_snapshot_name,
+    plan_deletion,
+)
+from phalanx.plan.health import (
+    FIRST_POD_WINDOW,
+    ON_THE_WAY,
+    member_state,
+    never_served,
+    previous_entries,
+    prior_since,
+    serving,
+    stuck,
+)
+from phalanx.plan.membership import (
+    finish_retirements,
+    heal_pods,
+    rebalance,
+    retire_one,
+    retirement_order,
+    scale,
+)
+from phalanx.plan.placement import (
+    desired_zones,
+    observed_zones,
+    place,
+    placeable,
+    skew,
+    zone_counts,
+    zone_down_since,
+    zone_outages,
+)
+from phalanx.plan.recovery import (
+    loss_of,
+    recover,
+    recovery_progress,
+    restore_deadline,
+    unfinished_recovery,
+)
+from phalanx.plan.snapshots import (
+    failure_backoff,
+    failure_count,
+    prune_snapshots,
+    seed_for,
+    snapshot_name,
+    snapshot_source,
+    snapshot_status,
+    snapshots_fresh,
+    take_snapshot,
+    usable_snapshots,
+)
+from phalanx.plan.status import (
+    FOREIGN_LISTED,
+    REFUSED_PASSES,
+    blocked_by,
+    build_status,
+    condition,
+    foreign_report,
+    member_statuses,
+)
+from phalanx.plan.volumes import (
+    pin_volumes,
+    prune_retired_volumes,
+    storage_drift,
+)
+
+__all__ = [
+    "FIRST_POD_WINDOW",
+    "FOREIGN_LISTED",
+    "ON_THE_WAY",
+    "REFUSED_PASSES",
+    "REQUEUE_BUSY",
+    "REQUEUE_CONVERGING",
+    "REQUEUE_STEADY",
+    "Action",
+    "ChildKind",
+    "CreateMember",
+    "CreatePod",
+    "DeletePod",
+    "DeleteSnapshot",
+    "DeleteVolume",
+    "EnsureChild",
+    "ExpandVolume",
+    "FinalAction",
+    "KeepVolume",
+    "PinVolume",
+    "Plan",
+    "RetireMember",
+    "Snapshot",
+    "TakeSnapshot",
+    "blocked_by",
+    "build_status",
+    "condition",
+    "desired_zones",
+    "ensure_children",
+    "failure_backoff",
+    "failure_count",
+    "final_snapshot_name",
+    "finish_retirements",
+    "foreign_report",
+    "heal_pods",
+    "loss_of",
+    "member_state",
+    "member_statuses",
+    "never_served",
+    "next_deadline",
+    "observed_zones",
+    "others_serve",
+    "pin_volumes",
+    "place",
+    "placeable",
+    "plan",
+    "plan_deletion",
+    "previous_entries",
+    "prior_since",
+    "prune_retired_volumes",
+    "prune_snapshots",
+    "rebalance",
+    "recover",
+    "recovery_progress",
+    "restore_deadline",
+    "retire_one",
+    "retirement_order",
+    "scale",
+    "seed_for",
+    "serving",
+    "skew",
+    "snapshot_name",
+    "snapshot_source",
+    "snapshot_status",
+    "snapshots_fresh",
+    "storage_drift",
+    "stuck",
+    "take_snapshot",
+    "unfinished_recovery",
+    "usable_snapshots",
+    "zone_counts",
+    "zone_down_since",
+    "zone_outages",
+]
+
+
+def plan(
+    spec: ReplicatedStoreSpec | None,
+    observed: Observed,
+    now: datetime,
+    *,
+    invalid: str | None = None,
+    revision: str | None = None,
+    has_ports: bool = False,
+    child_digests: Mapping[str, str] | None = None,
+    collisions: Mapping[str, str] | None = None,
+    refused: str | None = None,
+    expansion_refused: str | None = None,
+) -> Plan:
+    """Decide. ``spec`` is None (and ``invalid`` says why) when the spec did not validate.
+
+    What the cluster told the handlers, and no observation shows, comes in as well: ``collisions``
+    (``kind/name`` of a child whose name another owner's object holds -> who holds it), ``refused``
+    (the API server has refused this store's writes pass after pass: its message), and
+    ``expansion_refused`` (why the claims could not grow to ``storage.size``)."""
+    if spec is None or invalid is not None:  # I6: an invalid spec gets status only, with the reason
+        message = invalid or "the spec did not validate"
+        status = build_status(None, observed, now, zones=observed_zones(observed), busy=False, stalled=message)
+        return Plan((), status, REQUEUE_STEADY, notes=(message,))
+    zones = desired_zones(spec, observed)
+    if spec.paused:  # I6: paused is status only
+        status = build_status(spec, observed, now, zones=zones, busy=False, paused=True, revision=revision)
+        return Plan((), status, REQUEUE_STEADY, notes=("paused",))
+
+    actions: list[Action] = []
+    # Services first: members' peer DNS names resolve through them.
+    actions += ensure_children(spec, observed, has_ports, child_digests, frozenset(collisions or {}))
+    actions += finish_retirements(observed)  # an interrupted retirement completes before anything new
+    outages = zone_outages(spec, observed, now)
+    targets = placeable(zones, observed, outages)
+    # Losses before scaling: a replacement keeps its lost member's zone, and takes the serial first.
+    recovery, records, last_serial, notes = recover(spec, observed, now, zones, observed.last_serial)
+    membership: list[Action] = list(recovery)
+    if not recovery:
+        scaling, last_serial, scale_notes = scale(spec, observed, targets, now, last_serial, home=zones)
+        notes += scale_notes
+        membership += scaling
+        home_outages = [z for z in outages if z in zones or any(m.zone == z for m in observed.members)]
+        if not scaling and not notes and not home_outages:  # an outage elsewhere is no reason to wait
+            moves, last_serial = rebalance(spec, observed, zones, targets, now, last_serial)
+            membership += moves
+    leaving = frozenset(a.member for a in membership if isinstance(a, RetireMember))
+    actions += heal_pods(observed, skip=leaving)  # the fast path: same volume; none for a member leaving
+    actions += membership
+    if not any(isinstance(a, (CreateMember, RetireMember)) for a in actions):  # I3: only once all settled
+        actions += prune_retired_volumes(spec, observed)
+    actions += pin_volumes(spec, observed)  # every pass: a volume bound since is pinned at once
+    expansions, storage = storage_drift(spec, observed, expansion_refused)
+    actions += expansions
+    # Snapshots last: a restore this plan starts keeps its source from being pruned.
+    snapshot_actions, snapshot_due = take_snapshot(spec, observed, now)
+    actions += snapshot_actions
+    restoring = frozenset(a.snapshot for a in actions if isinstance(a, CreateMember) and a.snapshot)
+    actions += prune_snapshots(spec, observed, now, restoring)
+
+    retiring = {a.member for a in actions if isinstance(a, RetireMember)}
+    peers = tuple(
+        [m.name for m in observed.members if m.name not in retiring]
+        + [a.member for a in actions if isinstance(a, CreateMember)]
+    )
+    member_work = [a for a in actions if not isinstance(a, (Snapshot, DeleteSnapshot, PinVolume, ExpandVolume))]
+    status = build_status(
+        spec,
+        observed,
+        now,
+        zones=zones,
+        busy=bool(member_work),
+        revision=revision,
+        last_serial=last_serial,
+        notes=notes,
+        records=records,
+        blocked=blocked_by(spec, observed, now, collisions or {}, refused),
+        storage=storage,
+    )
+    if actions:
+        requeue = REQUEUE_BUSY
+    elif status.ready_replicas < spec.replicas or notes:
+        requeue = REQUEUE_CONVERGING
+    else:
+        requeue = REQUEUE_STEADY
+    requeue = min(requeue, max(snapshot_due, 0.5)) if snapshot_due is not None else requeue
+    requeue = min(requeue, next_deadline(spec, observed, now))
+    return Plan(tuple(actions), status, requeue, peers=peers, notes=tuple(notes), recoveries=tuple(records))
+
+
+def next_deadline(spec: ReplicatedStoreSpec, observed: Observed, now: datetime) -> float:
+    """Seconds until a grace period runs out (a node's, a zone's, a restore's, a new member's
+    progress deadline): look again then."""
+    moments = []
+    member_grace = spec.recovery.member_failure_grace.total_seconds()
+    zone_grace = spec.recovery.zone_failure_grace.total_seconds()
+    for node in observed.nodes:
+        if node.not_ready_since is not None:
+            elapsed = (now - node.not_ready_since).total_seconds()
+            moments += [member_grace - elapsed, zone_grace - elapsed]
+    for zone in {m.zone for m in observed.members if not observed.zone_nodes(m.zone)}:
+        since = zone_down_since(observed, zone, now) or now
+        moments.append(zone_grace - (now - since).total_seconds())
+    for member in observed.members:
+        claim = member.claim
+        if claim and claim.seeded_from and claim.phase == "Pending" and claim.created:
+            moments.append(restore_deadline(spec) - (now - claim.created).total_seconds())
+        if claim is None:
+            since = prior_since(observed, member.name, MemberState.LOST) or now
+            moments.append(member_grace - (now - since).total_seconds())
+        elif claim.created is not None and never_served(member):  # when it will count as stuck
+            progress = spec.updates.progress_deadline.total_seconds()
+            moments.append(progress - (now - claim.created).total_seconds())
+    future = [m for m in moments if m > 0]
+    return min(future) + 0.1 if future else REQUEUE_STEADY

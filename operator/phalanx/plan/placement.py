@@ -1,0 +1,93 @@
+"""Placement: which zones are the store's, where a member can land, and which zones are down.
+
+Pure arithmetic over zone counts (skew at most 1) and the nodes' health. Two different sets of zones
+are named apart: ``desired_zones`` (the store's home zones) and ``placeable`` (those of them where a
+new member can land now).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+
+from phalanx.models import (
+    ReplicatedStoreSpec,
+)
+from phalanx.observe import MemberView, Observed
+from phalanx.plan.health import previous_entries
+
+
+def zone_counts(zones: Sequence[str], members: Iterable[MemberView]) -> Counter[str]:
+    """Members per zone, with every zone of ``zones`` present (possibly at 0)."""
+    counts: Counter[str] = Counter(dict.fromkeys(zones, 0))
+    counts.update(m.zone for m in members)
+    return counts
+
+
+def place(zones: Sequence[str], counts: Mapping[str, int], how_many: int) -> list[str]:
+    """Zones for ``how_many`` new members: each goes to a zone with the fewest (ties: by name)."""
+    current = {zone: counts.get(zone, 0) for zone in zones}
+    chosen = []
+    for _ in range(how_many):
+        zone = min(sorted(current), key=lambda z: current[z])
+        current[zone] += 1
+        chosen.append(zone)
+    return chosen
+
+
+def skew(zones: Sequence[str], members: Iterable[MemberView]) -> int:
+    """The difference between the fullest and the emptiest of the store's zones."""
+    counts = zone_counts(zones, members)
+    values = [counts[zone] for zone in zones]
+    return max(values) - min(values) if values else 0
+
+
+def desired_zones(spec: ReplicatedStoreSpec, observed: Observed) -> tuple[str, ...]:
+    """The store's zones: ``spec.zones`` as given, else the zones with schedulable nodes plus those
+    that hold its members and still have nodes. So a zone whose nodes are cordoned or down stays
+    home to its members (no churn, an outage is handled as one), while a new store ignores it.
+    Placing a new member needs a schedulable node (see ``placeable``)."""
+    if spec.zones:
+        return tuple(spec.zones)
+    homes = {m.zone for m in observed.members if observed.zone_nodes(m.zone)}
+    return tuple(sorted(set(observed.zones_with_nodes()) | homes))
+
+
+def observed_zones(observed: Observed) -> tuple[str, ...]:
+    """The store's zones as last reported and as its members hold them: what status keeps reporting
+    while no valid spec says which zones are the store's (an invalid spec changes nothing observed)."""
+    reported = {str(z.get("name")) for z in observed.status.get("zones") or [] if isinstance(z, Mapping)}
+    return tuple(sorted(reported | {m.zone for m in observed.members}))
+
+
+def placeable(zones: Sequence[str], observed: Observed, outages: Mapping[str, bool]) -> list[str]:
+    """The store's zones where a new member can land now: a schedulable node, and no outage."""
+    schedulable = set(observed.zones_with_nodes())
+    return [z for z in zones if z in schedulable and z not in outages]
+
+
+def zone_down_since(observed: Observed, zone: str, now: datetime) -> datetime | None:
+    """Since when a zone has had no ready node, or None while it has one. For a zone whose Node
+    objects are all gone (a node pool being replaced) that is when status last saw it otherwise,
+    never "now minus forever": the grace counts from the moment the zone was last seen healthy."""
+    nodes = observed.zone_nodes(zone)
+    if any(n.ready for n in nodes):
+        return None
+    if nodes:
+        return max((n.not_ready_since or now) for n in nodes)
+    prior = previous_entries(observed.status, "zones").get(zone, {}).get("downSince")
+    return datetime.fromisoformat(str(prior).replace("Z", "+00:00")) if prior else now
+
+
+def zone_outages(spec: ReplicatedStoreSpec, observed: Observed, now: datetime) -> dict[str, bool]:
+    """Zones whose every node is down (or gone, for a zone that holds members), mapped to whether
+    that lasted beyond zoneFailureGrace."""
+    zones = {m.zone for m in observed.members} | {n.zone for n in observed.nodes if n.zone}
+    grace = spec.recovery.zone_failure_grace.total_seconds()
+    result = {}
+    for zone in sorted(zones):
+        since = zone_down_since(observed, zone, now)
+        if since is not None:
+            result[zone] = (now - since).total_seconds() >= grace
+    return result
