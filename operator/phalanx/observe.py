@@ -14,7 +14,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from phalanx import names
-from phalanx.models import OwnedObject, OwnedStatus
+from phalanx.models import (
+    Condition,
+    MemberStatus,
+    OwnedObject,
+    OwnedStatus,
+    ReplicatedStoreStatus,
+    ZoneStatus,
+)
 from phalanx.names import StoreRef
 
 Raw = Mapping[str, Any]
@@ -239,6 +246,18 @@ class Observed:
     foreign: tuple[str, ...] = ()
     """Objects that carry the store's labels but that Phalanx did not make (``Kind name``): kept out
     of every decision, reported."""
+    previous: ReplicatedStoreStatus = field(default_factory=ReplicatedStoreStatus)
+    """The status as last written, typed: what the planner remembers (states' since, transitions,
+    the last recovery, snapshot failures, zones down since)."""
+
+    def previous_member(self, name: str) -> MemberStatus | None:
+        return next((m for m in self.previous.members if m.name == name), None)
+
+    def previous_condition(self, kind: str) -> Condition | None:
+        return next((c for c in self.previous.conditions if c.type == kind), None)
+
+    def previous_zone(self, name: str) -> ZoneStatus | None:
+        return next((z for z in self.previous.zones if z.name == name), None)
 
     def zones_with_nodes(self) -> tuple[str, ...]:
         """Zones that have at least one schedulable node, sorted."""
@@ -252,6 +271,22 @@ class Observed:
 
     def zone_nodes(self, zone: str) -> tuple[NodeView, ...]:
         return tuple(n for n in self.nodes if n.zone == zone)
+
+
+def parse_status(raw: Raw) -> ReplicatedStoreStatus:
+    """The stored status, typed. A field that does not parse (written by another version, say) is
+    left out rather than losing the rest: what the planner remembers must survive a stranger field."""
+    try:
+        return ReplicatedStoreStatus.model_validate(dict(raw))
+    except ValueError:
+        kept = {}
+        for key, value in raw.items():
+            try:
+                ReplicatedStoreStatus.model_validate({key: value})
+            except ValueError:
+                continue
+            kept[key] = value
+        return ReplicatedStoreStatus.model_validate(kept)
 
 
 def _owner_uid(meta: Raw) -> str | None:
@@ -378,4 +413,5 @@ def observe(
             snapshots=[OwnedObject(name=n, uid=u) for u, n in sorted(seen_snapshots.items(), key=lambda i: i[1])],
         ),
         foreign=tuple(sorted(foreign)),
+        previous=parse_status(status),
     )

@@ -305,3 +305,17 @@ def test_the_lineage_holds_this_incarnations_snapshots_only() -> None:
     final["metadata"]["labels"]["phalanx.dev/final"] = "true"
     seen = observed(World(snapshots=(ours, predecessor, final)))
     assert [s.name for s in seen.snapshots] == ["orders-1"]
+
+
+def test_the_stored_status_is_parsed_once_and_a_stranger_field_loses_nothing_else() -> None:
+    status = {
+        "lastSerial": 7,
+        "members": [{"name": "orders-1", "zone": "zone-a", "state": "Ready", "since": stamp(5)}],
+        "fromTheFuture": {"x": 1},  # written by another version: not ours to read
+        "lastRecovery": {"member": "orders-2", "reason": "NodeLost: x", "source": "Empty", "startedAt": stamp(9)},
+    }
+    seen = observed(World(), status)
+    assert seen.previous.last_serial == 7
+    member = seen.previous_member("orders-1")
+    assert member is not None and member.since == EPOCH.replace(second=5)
+    assert seen.previous.last_recovery is not None and seen.previous.last_recovery.member == "orders-2"

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from phalanx import names
 from phalanx.act import status_patch
 from phalanx.models import (
+    Condition,
     ConditionStatus,
     ConditionType,
     DeletionPolicy,
@@ -636,8 +637,14 @@ def test_a_member_whose_ready_pod_fails_its_probe_is_unavailable_not_starting() 
 # Status: conditions and the store's summary
 
 
+def was_ready(value: bool, at: int) -> Condition:
+    return Condition.model_validate(
+        {"type": "Ready", "status": str(value), "reason": "Was", "message": "", "lastTransitionTime": stamp(at)}
+    )
+
+
 def test_a_condition_keeps_its_transition_time_while_its_status_holds() -> None:
-    previous = {"Ready": {"type": "Ready", "status": "False", "lastTransitionTime": stamp(60)}}
+    previous = {"Ready": was_ready(False, 60)}
     kept = condition(previous, ConditionType.READY, False, "MembersNotReady", "1/3 members ready", 4, NOW)
     assert kept.last_transition_time == EPOCH + timedelta(seconds=60)
     assert (kept.reason, kept.message, kept.observed_generation) == ("MembersNotReady", "1/3 members ready", 4)
@@ -646,11 +653,11 @@ def test_a_condition_keeps_its_transition_time_while_its_status_holds() -> None:
 @pytest.mark.parametrize(
     "previous",
     [
-        pytest.param({"Ready": {"type": "Ready", "status": "False", "lastTransitionTime": stamp(60)}}, id="flipped"),
+        pytest.param({"Ready": was_ready(False, 60)}, id="flipped"),
         pytest.param({}, id="new"),
     ],
 )
-def test_a_condition_that_changes_or_appears_transitions_now(previous: dict[str, Any]) -> None:
+def test_a_condition_that_changes_or_appears_transitions_now(previous: dict[str, Condition]) -> None:
     changed = condition(previous, ConditionType.READY, True, "AllMembersReady", "3/3 members ready", 1, NOW)
     assert (changed.status, changed.last_transition_time) == (ConditionStatus.TRUE, NOW)
 

@@ -10,9 +10,7 @@ Loss (``recovery.loss_of``) is a verdict on data, not on health, and lives with 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 from phalanx.models import (
     MemberState,
@@ -35,8 +33,8 @@ def member_state(member: MemberView, observed: Observed | None = None) -> Member
     if pod.ready:
         return MemberState.READY
     if observed is not None:  # a member that was serving and stopped is Unavailable, not new
-        prior = previous_entries(observed.status, "members").get(member.name, {}).get("state")
-        if prior in (MemberState.READY.value, MemberState.UNAVAILABLE.value):
+        prior = observed.previous_member(member.name)
+        if prior is not None and prior.state in (MemberState.READY, MemberState.UNAVAILABLE):
             return MemberState.UNAVAILABLE
     return MemberState.STARTING if pod.phase == "Pending" or pod.ready_since is None else MemberState.UNAVAILABLE
 
@@ -80,15 +78,7 @@ def stuck(member: MemberView, observed: Observed | None, deadline: float | None,
 ON_THE_WAY = frozenset({MemberState.PENDING, MemberState.RESTORING, MemberState.STARTING})
 
 
-def previous_entries(status: Mapping[str, Any], key: str) -> dict[str, Mapping[str, Any]]:
-    """The previous status' entries of a list-map (members, conditions), by name or type."""
-    entries = status.get(key) or []
-    field_name = "type" if key == "conditions" else "name"
-    return {str(e.get(field_name)): e for e in entries if isinstance(e, Mapping)}
-
-
 def prior_since(observed: Observed, member: str, state: MemberState) -> datetime | None:
-    prior = previous_entries(observed.status, "members").get(member, {})
-    if prior.get("state") != state.value or not prior.get("since"):
-        return None
-    return datetime.fromisoformat(str(prior["since"]).replace("Z", "+00:00"))
+    """Since when the member has been in ``state``, as the last status said (None: it was not)."""
+    prior = observed.previous_member(member)
+    return prior.since if prior is not None and prior.state is state else None

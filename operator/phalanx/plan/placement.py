@@ -15,7 +15,6 @@ from phalanx.models import (
     ReplicatedStoreSpec,
 )
 from phalanx.observe import MemberView, Observed
-from phalanx.plan.health import previous_entries
 
 
 def zone_counts(zones: Sequence[str], members: Iterable[MemberView]) -> Counter[str]:
@@ -57,7 +56,7 @@ def desired_zones(spec: ReplicatedStoreSpec, observed: Observed) -> tuple[str, .
 def observed_zones(observed: Observed) -> tuple[str, ...]:
     """The store's zones as last reported and as its members hold them: what status keeps reporting
     while no valid spec says which zones are the store's (an invalid spec changes nothing observed)."""
-    reported = {str(z.get("name")) for z in observed.status.get("zones") or [] if isinstance(z, Mapping)}
+    reported = {z.name for z in observed.previous.zones}
     return tuple(sorted(reported | {m.zone for m in observed.members}))
 
 
@@ -76,8 +75,8 @@ def zone_down_since(observed: Observed, zone: str, now: datetime) -> datetime | 
         return None
     if nodes:
         return max((n.not_ready_since or now) for n in nodes)
-    prior = previous_entries(observed.status, "zones").get(zone, {}).get("downSince")
-    return datetime.fromisoformat(str(prior).replace("Z", "+00:00")) if prior else now
+    prior = observed.previous_zone(zone)
+    return (prior.down_since if prior is not None else None) or now
 
 
 def zone_outages(spec: ReplicatedStoreSpec, observed: Observed, now: datetime) -> dict[str, bool]:

@@ -22,7 +22,6 @@ from phalanx.plan.actions import (
     RetireMember,
 )
 from phalanx.plan.health import (
-    previous_entries,
     prior_since,
 )
 from phalanx.plan.placement import (
@@ -156,24 +155,23 @@ def unfinished_recovery(
 ) -> CreateMember | None:
     """The replacement that the last recovery recorded but did not create (the operator stopped
     between retiring the lost member and creating its replacement): same name, zone and seed."""
-    raw = observed.status.get("lastRecovery")
-    if not raw or raw.get("readyAt") or not raw.get("replacement"):
+    record = observed.previous.last_recovery
+    if record is None or record.ready_at is not None or not record.replacement:
         return None
-    replacement, lost = str(raw["replacement"]), str(raw["member"])
+    replacement, lost = record.replacement, record.member
     if observed.member(replacement) is not None or any(c.name == replacement for c in observed.retired_claims):
         return None
     if observed.member(lost) is not None:
         return None  # not retired yet: the loss is still recover()'s to act on
     lost_claim = next((c for c in observed.retired_claims if c.name == lost), None)
     # A lost volume that was deleted leaves no retired claim: its zone is in the last status.
-    recorded = previous_entries(observed.status, "members").get(lost, {})
-    zone = (lost_claim.zone if lost_claim else None) or recorded.get("zone")
+    recorded = observed.previous_member(lost)
+    zone = (lost_claim.zone if lost_claim else None) or (recorded.zone if recorded is not None else None)
     if not zone or not targets:
         return None
-    zone = str(zone)
     if zone not in targets:  # its zone is down (a zone loss being redistributed): the emptiest survivor
         zone = place(targets, zone_counts(targets, observed.members), 1)[0]
-    snapshot = raw.get("snapshot")
+    snapshot = record.snapshot
     if snapshot and snapshot not in {snap.name for snap in usable_snapshots(spec, observed, now)}:
         snapshot, _ = seed_for(spec, observed, now)
     why = f"completes the recovery of {lost} (interrupted), seeded from {snapshot or 'nothing: empty'}"
@@ -182,10 +180,9 @@ def unfinished_recovery(
 
 def recovery_progress(observed: Observed) -> RecoveryRecord | None:
     """The last recovery, completed with when its replacement became ready."""
-    raw = observed.status.get("lastRecovery")
-    if not raw:
+    record = observed.previous.last_recovery
+    if record is None:
         return None
-    record = RecoveryRecord.model_validate(raw)
     if record.ready_at is not None or record.replacement is None:
         return record
     member = observed.member(record.replacement)

@@ -63,8 +63,8 @@ def failure_count(observed: Observed) -> tuple[int, str | None]:
     """Failed snapshot attempts in a row, and the last one counted. Kept in status, not counted from
     the failed snapshots that exist: pruning deletes superseded failures, and the count must outlive
     them (else the backoff never grows past its second step)."""
-    before = observed.status.get("snapshots") or {}
-    failures, last = int(before.get("failures") or 0), before.get("lastFailure")
+    before = observed.previous.snapshots
+    failures, last = (before.failures, before.last_failure) if before is not None else (0, None)
     live = [snap for snap in observed.snapshots if not snap.terminating]
     latest = live[-1] if live else None
     if latest is not None and latest.ready:

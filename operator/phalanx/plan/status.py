@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
 
 from phalanx.models import (
     Condition,
@@ -24,7 +23,6 @@ from phalanx.models import (
 from phalanx.observe import Observed
 from phalanx.plan.health import (
     member_state,
-    previous_entries,
     stuck,
 )
 from phalanx.plan.placement import (
@@ -42,12 +40,11 @@ from phalanx.plan.snapshots import (
 
 
 def member_statuses(observed: Observed, now: datetime) -> list[MemberStatus]:
-    before = previous_entries(observed.status, "members")
     result = []
     for member in observed.members:
         state = member_state(member, observed)
-        prior = before.get(member.name, {})
-        since = prior.get("since") if prior.get("state") == state.value else None
+        prior = observed.previous_member(member.name)
+        since = prior.since if prior is not None and prior.state is state else None
         node = member.pod.node if member.pod else None
         result.append(
             MemberStatus(
@@ -65,7 +62,7 @@ def member_statuses(observed: Observed, now: datetime) -> list[MemberStatus]:
 
 
 def condition(
-    previous: Mapping[str, Mapping[str, Any]],
+    previous: Mapping[str, Condition],
     kind: ConditionType,
     value: bool,
     reason: str,
@@ -75,8 +72,8 @@ def condition(
 ) -> Condition:
     """A condition that keeps its lastTransitionTime while its status does not change."""
     status = ConditionStatus.TRUE if value else ConditionStatus.FALSE
-    prior = previous.get(kind.value, {})
-    since = prior.get("lastTransitionTime") if prior.get("status") == status.value else None
+    prior = previous.get(kind.value)
+    since = prior.last_transition_time if prior is not None and prior.status is status else None
     return Condition.model_validate(
         {
             "type": kind.value,
@@ -166,7 +163,7 @@ def build_status(
     last_recovery = records[-1] if records else recovery_progress(observed)
     recovering = last_recovery is not None and last_recovery.ready_at is None
     all_ready = len(ready) == desired == len(members)
-    previous = previous_entries(observed.status, "conditions")
+    previous = {c.type: c for c in observed.previous.conditions}
     gen = observed.generation
 
     def cond(kind: ConditionType, value: bool, reason: str, message: str) -> Condition:
