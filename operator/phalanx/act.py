@@ -45,7 +45,6 @@ from phalanx.plan import (
     RetireMember,
     Snapshot,
     TakeSnapshot,
-    final_snapshot_name,
 )
 
 log = logging.getLogger("phalanx.act")
@@ -300,16 +299,6 @@ class Actor:
             self.kube.patch(resource, name, {"spec": manifest["spec"]}, store.namespace)
 
     # -------------------------------------------------------------------- deletion (the finalizer)
-
-    def final_snapshots(self, store: StoreRef, members: list[str]) -> dict[str, bool]:
-        """The final snapshots that exist, and whether each is ready to use."""
-        found = {}
-        for member in members:
-            name = final_snapshot_name(member, store.uid)
-            snapshot = self.kube.find(k.SNAPSHOTS, name, store.namespace)
-            if snapshot is not None:
-                found[name] = bool((snapshot.get("status") or {}).get("readyToUse"))
-        return found
 
     def _volume_of(self, namespace: str, claim: str) -> dict[str, Any] | None:
         pvc = self.kube.find(k.PVCS, claim, namespace)

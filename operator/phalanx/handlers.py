@@ -421,20 +421,10 @@ async def delete_store(
     actor, _ = RUNTIME.ready()
     cache = await cache_synced()
     ref = StoreRef(name, namespace or "", uid)
-    key = (ref.namespace, name)
     spec, _invalid = parse({"spec": dict(body.spec)}, name)
     policy = spec.deletion_policy if spec else DeletionPolicy.RETAIN
-    claims_raw = cache.of_store("claims", key)
-    observed = observe(ref, 0, dict(body.status), cache.of_store("pods", key), claims_raw, ())
-    retained = {
-        c["metadata"]["name"] for c in claims_raw if names.RETAINED_ANNOTATION in c["metadata"].get("annotations", {})
-    }
-    # Only the store's own claims (canonical member names), terminating ones included: a namespace
-    # being deleted takes the claims too, and Retain must still pin their volumes.
-    views = [m.claim for m in observed.members if m.claim is not None] + list(observed.retired_claims)
-    claims = [(c.name, c.uid, c.retired, c.name in retained) for c in views]
-    ready = await RUNTIME.io(actor.final_snapshots, ref, [c[0] for c in claims])
-    actions, done = plan_deletion(policy, observed, claims, ready)
+    observed = observe_store(ref, {"metadata": dict(body.metadata), "status": dict(body.status)}, cache)
+    actions, done = plan_deletion(policy, observed)
     outcomes = await RUNTIME.io(actor.finalize, ref, spec, actions)
     report(body, outcomes)
     if not done or any(o.error for o in outcomes):

@@ -112,6 +112,8 @@ class ClaimView:
     storage_class: str | None = None
     reclaim_policy: str | None = None
     """Its bound PersistentVolume's reclaim policy (None: not bound, or the volume is not in view)."""
+    retained: bool = False
+    """Marked kept by the finalizer of a store deleted with deletionPolicy Retain."""
 
     @classmethod
     def of(cls, pvc: Raw, volume: Raw | None = None) -> ClaimView:
@@ -123,6 +125,7 @@ class ClaimView:
             size=((spec.get("resources") or {}).get("requests") or {}).get("storage"),
             storage_class=spec.get("storageClassName"),
             reclaim_policy=((volume or {}).get("spec") or {}).get("persistentVolumeReclaimPolicy"),
+            retained=names.RETAINED_ANNOTATION in annotations,
             name=meta["name"],
             uid=meta.get("uid", ""),
             phase=(pvc.get("status") or {}).get("phase") or "Pending",
@@ -246,6 +249,9 @@ class Observed:
     foreign: tuple[str, ...] = ()
     """Objects that carry the store's labels but that Phalanx did not make (``Kind name``): kept out
     of every decision, reported."""
+    final_snapshots: Mapping[str, bool] = field(default_factory=dict)
+    """This store's final snapshots (deletionPolicy Snapshot), each of the member claim it is named
+    after, by name -> ready to use: what the finalizer waits for before any volume goes."""
     previous: ReplicatedStoreStatus = field(default_factory=ReplicatedStoreStatus)
     """The status as last written, typed: what the planner remembers (states' since, transitions,
     the last recovery, snapshot failures, zones down since)."""
@@ -383,9 +389,15 @@ def observe(
     known = [s for s in serials.values() if s is not None]
     last_serial = max([int(status.get("lastSerial") or 0), *known, *taken])
     lineage = []
+    finals = {}
     for snap in snapshots:
         labels = snap["metadata"].get("labels") or {}
-        if labels.get(names.STORE_LABEL) != store.name or labels.get(names.FINAL_LABEL) == "true":
+        if labels.get(names.STORE_LABEL) != store.name:
+            continue
+        if labels.get(names.FINAL_LABEL) == "true":
+            source = ((snap.get("spec") or {}).get("source") or {}).get("persistentVolumeClaimName")
+            if labels.get(names.STORE_UID_LABEL) == store.uid and source and source == labels.get(names.MEMBER_LABEL):
+                finals[str(snap["metadata"]["name"])] = bool((snap.get("status") or {}).get("readyToUse"))
             continue
         if labels.get(names.STORE_UID_LABEL) != store.uid and snap["metadata"].get("uid") not in owned_snapshots:
             continue  # a predecessor's lineage (a store re-created under the same name): not ours, not foreign
@@ -413,5 +425,6 @@ def observe(
             snapshots=[OwnedObject(name=n, uid=u) for u, n in sorted(seen_snapshots.items(), key=lambda i: i[1])],
         ),
         foreign=tuple(sorted(foreign)),
+        final_snapshots=finals,
         previous=parse_status(status),
     )

@@ -74,6 +74,7 @@ from tests.unit.world import (
     apply,
     claim,
     empty_world,
+    final_snapshot,
     make_ready,
     make_unready,
     node,
@@ -1010,17 +1011,17 @@ def test_a_paused_store_gets_status_only(world: World, replicas: int) -> None:
 # ================================================================================================
 # Deletion policy (I3): data goes only when the policy says so
 
+
 # (member, uid, retired, retained), as the finalizer hands claims over
-CLAIMS = [
-    ("orders-1", "c1", False, False),
-    ("orders-2", "c2", False, False),
-    ("orders-3", "c3", True, False),
-]
-
-
 def final(member: str) -> str:
     """The final snapshot's name for a member of the test store (it carries the store's uid)."""
     return final_snapshot_name(member, STORE.uid)
+
+
+def deleting(world: World, finals: dict[str, bool]) -> Observed:
+    """The world as the finalizer observes it, with final snapshots by name -> ready."""
+    snapshots = [final_snapshot(name, name.split("-final-")[0], ready=ready) for name, ready in finals.items()]
+    return observed(replace(world, snapshots=(*world.snapshots, *snapshots)))
 
 
 PINNED = [("KeepVolume", "orders-1"), ("KeepVolume", "orders-2"), ("KeepVolume", "orders-3")]
@@ -1083,31 +1084,40 @@ def _deletion_world() -> World:
 def test_plan_deletion_applies_the_deletion_policy(
     policy: DeletionPolicy, snapshots: dict[str, bool], expected: list[tuple[str, str]], done: bool
 ) -> None:
-    actions, finished = plan_deletion(policy, observed(_deletion_world()), CLAIMS, snapshots)
+    actions, finished = plan_deletion(policy, deleting(_deletion_world(), snapshots))
     pods_first = [("DeletePod", "orders-1"), ("DeletePod", "orders-2"), ("DeletePod", "orders-3")]
     assert described(actions) == pods_first + expected
     assert finished is done
 
 
 def test_retain_does_not_mark_a_volume_twice() -> None:
-    claims = [("orders-1", "c1", False, True), ("orders-2", "c2", False, False)]
-    actions, _ = plan_deletion(DeletionPolicy.RETAIN, observed(_deletion_world()), claims, {})
+    world = with_members(empty_world(ZONES), (2, "zone-b"))
+    world = replace(world, claims=(*world.claims, claim("orders-1", "zone-a", retained=True)))
+    actions, _ = plan_deletion(DeletionPolicy.RETAIN, observed(world))
     assert [a.member for a in actions if isinstance(a, KeepVolume)] == ["orders-2"]
 
 
 def test_a_final_snapshot_is_taken_in_its_members_zone_under_a_known_name() -> None:
-    actions, _ = plan_deletion(DeletionPolicy.SNAPSHOT, observed(_deletion_world()), CLAIMS[:1], {})
+    actions, _ = plan_deletion(DeletionPolicy.SNAPSHOT, observed(with_members(empty_world(ZONES), (1, "zone-a"))))
     [snapshot] = [a for a in actions if isinstance(a, TakeSnapshot)]
     assert (snapshot.member, snapshot.zone, snapshot.name) == ("orders-1", "zone-a", final("orders-1"))
+
+
+def test_a_final_snapshot_counts_only_when_it_is_of_its_members_claim() -> None:
+    """A user's snapshot of their own volume under a final snapshot's name must not let the volumes go."""
+    world = with_members(empty_world(ZONES), (1, "zone-a"))
+    forged = final_snapshot(final("orders-1"), "orders-1", ready=True)
+    forged["spec"]["source"]["persistentVolumeClaimName"] = "mine"
+    actions, done = plan_deletion(DeletionPolicy.SNAPSHOT, observed(replace(world, snapshots=(forged,))))
+    assert not done and not any(isinstance(a, DeleteVolume) for a in actions)
 
 
 def test_a_lost_volume_gets_no_final_snapshot_and_does_not_block_deletion() -> None:
     world = with_members(empty_world(ZONES), (1, "zone-a"))
     world = replace(world, claims=(*world.claims, claim("orders-2", "zone-b", phase="Lost")))
-    claims = [("orders-1", "c1", False, False), ("orders-2", "c2", False, False)]
-    actions, done = plan_deletion(DeletionPolicy.SNAPSHOT, observed(world), claims, {final("orders-1"): True})
+    actions, done = plan_deletion(DeletionPolicy.SNAPSHOT, deleting(world, {final("orders-1"): True}))
     assert not any(isinstance(a, TakeSnapshot) for a in actions)
-    assert done and {a.uid for a in actions if isinstance(a, DeleteVolume)} == {"c1", "c2"}
+    assert done and {a.uid for a in actions if isinstance(a, DeleteVolume)} == {"pvc-orders-1", "pvc-orders-2"}
 
 
 def test_a_predecessors_final_snapshot_is_not_taken_for_this_stores() -> None:
@@ -1117,7 +1127,7 @@ def test_a_predecessors_final_snapshot_is_not_taken_for_this_stores() -> None:
 
 def test_terminating_pods_are_not_deleted_again_by_the_finalizer() -> None:
     world = World(pods=(pod("orders-1", "zone-a", terminating=True),), claims=(claim("orders-1", "zone-a"),))
-    actions, _ = plan_deletion(DeletionPolicy.RETAIN, observed(world), [("orders-1", "c1", False, False)], {})
+    actions, _ = plan_deletion(DeletionPolicy.RETAIN, observed(world))
     assert described(actions) == [("KeepVolume", "orders-1")]
 
 
@@ -1133,10 +1143,13 @@ def test_volumes_are_deleted_only_by_policy_and_after_every_final_snapshot(
     policy: DeletionPolicy, volumes: list[dict[str, Any]]
 ) -> None:
     numbered = list(enumerate(volumes, start=1))
-    world = with_members(empty_world(ZONES), *[(n, ZONES[n % 3]) for n, v in numbered if not v["retired"]])
-    claims = [(f"orders-{n}", f"c{n}", v["retired"], v["retained"]) for n, v in numbered]
+    claims = tuple(
+        claim(f"orders-{n}", ZONES[n % 3], uid=f"c{n}", retired=v["retired"], retained=v["retained"])
+        for n, v in numbered
+    )
+    world = replace(empty_world(ZONES), claims=claims)
     finals = {final(f"orders-{n}"): v["final"] == "ready" for n, v in numbered if v["final"] != "none"}
-    actions, done = plan_deletion(policy, observed(world), claims, finals)
+    actions, done = plan_deletion(policy, deleting(world, finals))
     deleted = {a.uid for a in actions if isinstance(a, DeleteVolume)}
     every_final_ready = all(finals.get(final(f"orders-{n}")) for n, v in numbered if not v["retired"])
     if policy is DeletionPolicy.RETAIN:
@@ -1144,7 +1157,7 @@ def test_volumes_are_deleted_only_by_policy_and_after_every_final_snapshot(
     elif policy is DeletionPolicy.SNAPSHOT and not every_final_ready:
         assert (deleted, done) == (set(), False)
     else:
-        assert (deleted, done) == ({uid for _, uid, _, _ in claims}, True)
+        assert (deleted, done) == ({c["metadata"]["uid"] for c in claims}, True)
 
 
 # ================================================================================================

@@ -141,8 +141,10 @@ def claim(
     seeded_from: str | None = None,
     terminating: bool = False,
     created: int = 0,
+    retained: bool = False,
 ) -> Raw:
-    """A member's PersistentVolumeClaim; a Bound or Lost one names a volume (``pv-<member>`` unless told)."""
+    """A member's PersistentVolumeClaim; a Bound or Lost one names a volume (``pv-<member>`` unless told);
+    ``retained``: marked kept by the finalizer of a deleted Retain store."""
     labels = {names.STORE_LABEL: store, names.MEMBER_LABEL: member, names.ZONE_LABEL: zone}
     if retired:
         labels[names.RETIRED_LABEL] = "true"
@@ -154,6 +156,8 @@ def claim(
     }
     if seeded_from:
         metadata["annotations"] = {names.SEEDED_FROM_ANNOTATION: seeded_from}
+    if retained:
+        metadata.setdefault("annotations", {})[names.RETAINED_ANNOTATION] = stamp(created)
     if terminating:
         metadata["deletionTimestamp"] = stamp(created + 1)
     spec: Raw = {}
@@ -182,6 +186,15 @@ def volume_snapshot(
     }
     metadata: Raw = {"name": name, "uid": uid or f"snap-{name}", "labels": labels, "creationTimestamp": stamp(created)}
     return {"metadata": metadata, "spec": {}, "status": {"readyToUse": False}}
+
+
+def final_snapshot(name: str, member: str, *, ready: bool, store_uid: str = STORE.uid) -> Raw:
+    """A final VolumeSnapshot of a member's claim, as the finalizer takes it (deletionPolicy Snapshot)."""
+    snap = volume_snapshot(name, member, "zone-a", store_uid=store_uid)
+    snap["metadata"]["labels"][names.FINAL_LABEL] = "true"
+    snap["spec"] = {"source": {"persistentVolumeClaimName": member}}
+    snap["status"] = {"readyToUse": ready}
+    return snap
 
 
 # ------------------------------------------------------------------------------------------------

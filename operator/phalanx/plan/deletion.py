@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 from phalanx.models import (
     DeletionPolicy,
 )
@@ -26,17 +24,16 @@ def final_snapshot_name(member: str, store_uid: str) -> str:
     return f"{member}-final-{store_uid[:8]}"
 
 
-def plan_deletion(
-    policy: DeletionPolicy,
-    observed: Observed,
-    claims: Sequence[tuple[str, str, bool, bool]],
-    snapshots_ready: Mapping[str, bool],
-) -> tuple[list[FinalAction], bool]:
+def plan_deletion(policy: DeletionPolicy, observed: Observed) -> tuple[list[FinalAction], bool]:
     """What the finalizer does, and whether it is done (the store may go).
 
-    ``claims`` are every claim of the store, retired ones included: (member, uid, retired, retained).
-    ``snapshots_ready`` maps the final snapshots that exist to their readiness.
+    Every claim of the store counts, retired ones included, terminating ones too (a namespace being
+    deleted takes the claims, and Retain must still pin their volumes); the final snapshots are the
+    ones observed (``Observed.final_snapshots``), made of the member claims they are named after.
     """
+    views = [m.claim for m in observed.members if m.claim is not None] + list(observed.retired_claims)
+    claims = [(c.name, c.uid, c.retired, c.retained) for c in views]
+    snapshots_ready = observed.final_snapshots
     actions: list[FinalAction] = [
         DeletePod(m.name, m.pod.uid, "the store is being deleted")
         for m in observed.members
