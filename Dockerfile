@@ -7,8 +7,11 @@
 # endpoint on 8081 (/healthz).
 FROM python:3.11-slim
 
+# MALLOC_ARENA_MAX: the operator's threads (watches, API writers) would each grow a malloc arena of
+# their own; two keep its memory at rest under 300 MB with 1,000 stores (318 MB without; README, Scale).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    MALLOC_ARENA_MAX=2 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 

@@ -1,0 +1,253 @@
+"""The pass: observe → plan → write status → act → record, for one store, without Kopf.
+
+``handlers`` wires Kopf to it (a daemon per store, its body, Kopf's Events); everything a pass does is
+here, with what it touches passed in: the writer (``Actor``), the watch cache, the expectations, a
+way to run blocking calls, an event sink and a clock. So a pass is unit-tested with fakes, and the
+only module that speaks Kopf stays a thin one.
+
+Order matters: status is written before acting, because it records the serials about to be used (a
+crash between the two never reuses a name); what act creates is recorded as it is created
+(``status.owned``); what succeeded is expected in the cache before the store plans again.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+from phalanx import build, metrics, names
+from phalanx.act import OWN_STATUS_EXCLUDED, Actor, Outcome, Provenance, controller_name, controller_uid
+from phalanx.cache import WatchCache
+from phalanx.expectations import Expectations, expected
+from phalanx.models import ConditionType, RecoveryRecord, ReplicatedStoreSpec
+from phalanx.names import StoreRef
+from phalanx.observe import Observed, observe
+from phalanx.plan import REFUSED_PASSES, ExpandVolume, Plan, plan
+from phalanx.validation import SpecError, parse_spec
+
+T = TypeVar("T")
+Io = Callable[..., Awaitable[Any]]
+"""Runs a blocking call (an API write) off the event loop: ``await io(function, *args)``."""
+
+
+class Events(Protocol):
+    """Where a pass reports what it did: Kubernetes Events on the store, in the operator."""
+
+    def info(self, reason: str, message: str) -> None: ...
+
+    def warn(self, reason: str, message: str) -> None: ...
+
+
+@dataclass
+class Memory:
+    """What the operator keeps of one store between passes, none of it needed for correctness after
+    a restart: the status it wrote that the watch has not brought back yet (planning on an older one
+    would decide twice), and the API server's refusals (reported Stalled past a bound)."""
+
+    written: tuple[str | None, dict[str, Any]] | None = None
+    """The resourceVersion the store's body had when its status was last written, and what was written."""
+    refusals: tuple[int, str] | None = None
+    """Passes in a row with refused writes, and the last refusal."""
+    expansion_refused: tuple[str, str] | None = None
+    """The size whose expansion the API server refused, and why."""
+
+
+@dataclass
+class Pass:
+    """One store's passes, with everything they touch injected."""
+
+    actor: Actor
+    cache: WatchCache
+    io: Io
+    expectations: Expectations = field(default_factory=Expectations)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    monotonic: Callable[[], float] = time.monotonic
+
+    async def run(self, ref: StoreRef, body: Mapping[str, Any], memory: Memory, events: Events) -> tuple[Plan, int]:
+        """One pass over ``body`` (the store as last seen: metadata, spec, status). Returns the plan and
+        how many of its actions failed."""
+        snapshot = {
+            "metadata": dict(body.get("metadata") or {}),
+            "spec": dict(body.get("spec") or {}),
+            "status": dict(body.get("status") or {}),
+        }
+        if snapshot["metadata"].get("deletionTimestamp"):
+            # Being deleted (perhaps with its namespace): the finalizer owns it now; recreating
+            # children would only fight the deletion.
+            return Plan((), plan(None, observe_store(ref, snapshot, self.cache), self.clock()).status, 5.0), 0
+        version = snapshot["metadata"].get("resourceVersion")
+        if memory.written is not None and memory.written[0] == version:
+            # The watch has not yet brought back our last status write: plan on what we wrote, so that
+            # nothing is decided (or reported) twice.
+            kept = {k_: v for k_, v in snapshot["status"].items() if k_ in OWN_STATUS_EXCLUDED}
+            snapshot["status"] = {**kept, **memory.written[1]}
+        else:
+            memory.written = None  # the watch has brought it back: a thousand stores' copies cost memory
+        spec, invalid = parse(snapshot, ref.name)
+        observed = observe_store(ref, snapshot, self.cache)
+        revision = build.template_revision(spec) if spec else None
+        digests = wanted_children(ref, spec) if spec else None
+        refused = memory.refusals[1] if memory.refusals and memory.refusals[0] >= REFUSED_PASSES else None
+        expansion = memory.expansion_refused
+        decided = plan(
+            spec,
+            observed,
+            self.clock(),
+            invalid=invalid,
+            revision=revision,
+            has_ports=spec is not None and build.client_service(ref, spec) is not None,
+            child_digests=digests,
+            collisions=collisions(ref, spec, self.cache) if spec else None,
+            refused=refused,
+            expansion_refused=expansion[1] if spec and expansion and expansion[0] == str(spec.storage.size) else None,
+        )
+        new_status = decided.status.to_wire()
+        if await self.io(self.actor.write_status, ref, snapshot["status"], new_status):
+            memory.written = (version, new_status)
+        report_foreign(events, snapshot["status"], decided)
+        failed = 0
+        if decided.actions and spec is not None and revision is not None:
+            provenance = Provenance.of(decided.status.owned, functools.partial(self.actor.write_owned, ref))
+            outcomes: list[Outcome] = await self.io(self.actor.execute, ref, spec, decided, revision, provenance)
+            if provenance.changed:  # act recorded what it made: plan the next pass on that record too
+                memory.written = (version, {**new_status, "owned": provenance.wire()})
+            now = self.monotonic()
+            self.expectations.add(
+                (ref.namespace, ref.name),
+                [e for o in outcomes if o.error is None for e in expected(o.action, now, digests)],
+            )
+            report(events, outcomes)
+            failed = sum(1 for o in outcomes if o.error)
+            remember_refusals(memory, outcomes)
+        record(ref, decided, spec.replicas if spec else 0, snapshot["status"], self.clock())
+        done = completed_recovery(snapshot["status"], decided)
+        if done is not None:
+            events.info(
+                "RecoveryCompleted",
+                f"{done.replacement} replaced {done.member} ({done.source.value}"
+                f"{' ' + done.snapshot if done.snapshot else ''}) in {done.seconds}s",
+            )
+        return decided, failed
+
+
+def observe_store(ref: StoreRef, body: Mapping[str, Any], cache: WatchCache) -> Observed:
+    """The store's world, from the cache: its own children only (controlled by it, or on record)."""
+    key = (ref.namespace, ref.name)
+    claims = cache.of_store("claims", key)
+    bound = (str((c.get("spec") or {}).get("volumeName") or "") for c in claims)
+    return observe(
+        ref,
+        int(body.get("metadata", {}).get("generation") or 0),
+        dict(body.get("status") or {}),
+        pods=cache.of_store("pods", key),
+        claims=claims,
+        nodes=cache.nodes(),
+        children=[c["child"] for c in cache.child_objects(key) if controller_uid(c) == ref.uid],
+        snapshots=cache.of_store("snapshots", key),
+        annotations=dict(body.get("metadata", {}).get("annotations") or {}),
+        volumes={name: found for name in bound if (found := cache.volume(name)) is not None},
+    )
+
+
+def wanted_children(ref: StoreRef, spec: ReplicatedStoreSpec) -> dict[str, str]:
+    """The digests of the Services and PodDisruptionBudget that the spec builds, by ``kind/name``."""
+    built: dict[str, dict[str, Any] | None] = {
+        f"peers-service/{names.peers_service(ref.name)}": build.peers_service(ref, spec),
+        f"client-service/{names.client_service(ref.name)}": build.client_service(ref, spec),
+        f"disruption-budget/{names.disruption_budget(ref.name)}": build.disruption_budget(ref, spec, "policy/v1"),
+    }
+    return {key: build.child_fingerprint(manifest) for key, manifest in built.items() if manifest is not None}
+
+
+def collisions(ref: StoreRef, spec: ReplicatedStoreSpec, cache: WatchCache) -> dict[str, str]:
+    """The children this store needs whose names another owner's object holds (``kind/name`` -> who),
+    as far as the cache sees (objects labelled by Phalanx; an unlabelled one shows as a refusal)."""
+    found = {}
+    for child in wanted_children(ref, spec):
+        kind, _, name = child.partition("/")
+        budget = kind == "disruption-budget"
+        existing = cache.find("budgets" if budget else "services", ref.namespace, name)
+        if existing is not None and controller_uid(existing) != ref.uid:
+            found[child] = f"{'PodDisruptionBudget' if budget else 'Service'} {name} ({controller_name(existing)})"
+    return found
+
+
+def parse(body: Mapping[str, Any], name: str) -> tuple[ReplicatedStoreSpec | None, str | None]:
+    """The validated spec, or None and a message naming every problem and its fix."""
+    parsed = parse_spec(dict(body.get("spec") or {}), name)
+    if isinstance(parsed, list):
+        errors: list[SpecError] = parsed
+        return None, "; ".join(f"{e.field}: {e.message}" for e in errors)
+    return parsed, None
+
+
+def remember_refusals(memory: Memory, outcomes: list[Outcome]) -> None:
+    """Count passes in a row whose writes the API server refused (the planner reports the store
+    Stalled past a bound), and remember a refused expansion (not asked again for the same size)."""
+    refused = [o for o in outcomes if o.refused and not isinstance(o.action, ExpandVolume)]
+    if refused:
+        count = (memory.refusals or (0, ""))[0] + 1
+        memory.refusals = (count, f"{refused[0].action.reason}: {refused[0].error}")
+    else:
+        memory.refusals = None
+    for outcome in outcomes:
+        if isinstance(outcome.action, ExpandVolume) and outcome.refused:
+            memory.expansion_refused = (outcome.action.size, str(outcome.error))
+
+
+def report_foreign(events: Events, previous: Mapping[str, Any], plan_: Plan) -> None:
+    """A warning Event when the objects that carry the store's labels without being Phalanx's change
+    (once per change, not per pass: the condition keeps saying it)."""
+    before = {c.get("type"): c for c in previous.get("conditions") or [] if isinstance(c, Mapping)}
+    now = next((c for c in plan_.status.conditions if c.type == ConditionType.FOREIGN_OBJECTS.value), None)
+    old = before.get(ConditionType.FOREIGN_OBJECTS.value) or {}
+    if now is not None and now.status.value == "True" and old.get("message") != now.message:
+        events.warn("ForeignObject", now.message)
+
+
+def report(events: Events, outcomes: list[Outcome]) -> None:
+    """One Kubernetes Event per action taken (or failed)."""
+    for outcome in outcomes:
+        action = outcome.action
+        if outcome.error is None:
+            events.info(action.reason, f"{getattr(action, 'member', '')}: {action.why}".lstrip(": "))
+        else:
+            events.warn(f"{action.reason}Failed", f"{action.why}: {outcome.error}")
+
+
+def completed_recovery(previous: Mapping[str, Any], plan_: Plan) -> RecoveryRecord | None:
+    """The recovery whose replacement became ready in this pass (so it is reported exactly once)."""
+    done = plan_.status.last_recovery
+    before = previous.get("lastRecovery") or {}
+    if done is None or done.ready_at is None or before.get("readyAt") or before.get("member") != done.member:
+        return None
+    return done
+
+
+def record(ref: StoreRef, plan_: Plan, desired: int, previous: Mapping[str, Any], now: datetime) -> None:
+    """The store's metrics after a pass; every series is set through ``metrics.of`` so that the
+    store's own series can be found (and dropped) without scanning every other store's."""
+    status, ns, name = plan_.status, ref.namespace, ref.name
+    metrics.of(metrics.DESIRED, ns, name).set(desired)
+    metrics.of(metrics.READY, ns, name).set(status.ready_replicas)
+    counts: dict[tuple[str, str], int] = {}
+    for member in status.members:
+        counts[(member.zone, member.state.value)] = counts.get((member.zone, member.state.value), 0) + 1
+    metrics.drop(metrics.MEMBERS, ns, name, keep=set(counts))  # states no member is in any more go
+    for (zone, state), count in counts.items():
+        metrics.of(metrics.MEMBERS, ns, name, zone, state).set(count)
+    for condition in status.conditions:
+        metrics.of(metrics.STORE_CONDITION, ns, name, condition.type).set(condition.status == "True")
+    for recovery in plan_.recoveries:
+        metrics.of(metrics.RECOVERIES, ns, name, recovery.source.value).inc()
+    done = completed_recovery(previous, plan_)
+    if done is not None and done.seconds is not None:
+        metrics.RECOVERY_SECONDS.labels(done.source.value).observe(done.seconds)
+    if status.snapshots is not None:
+        metrics.of(metrics.SNAPSHOTS, ns, name).set(status.snapshots.count)
+        if status.snapshots.latest_time is not None:
+            metrics.of(metrics.SNAPSHOT_AGE, ns, name).set((now - status.snapshots.latest_time).total_seconds())
