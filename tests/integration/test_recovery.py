@@ -114,13 +114,27 @@ def test_failed_snapshots_are_reported_and_retried(
     try:
         kube.create(k.STORES, store("flaky", snapshots={"interval": "1h"}), namespace)
         wait_ready(kube, namespace, "flaky", 3)
-        wait_for(lambda: len(snapshots_of(kube, namespace, "flaky")) >= 2, "a failed snapshot retried", timeout=60)
+        # Each failed attempt is counted in status (pruning keeps only the newest failure); the retry
+        # comes after a backoff that doubles: 10 s after the first failure, 20 s after the second.
+        seen: dict[int, float] = {}
+
+        def failures() -> int:
+            count = int(
+                ((kube.get(k.STORES, "flaky", namespace).get("status") or {}).get("snapshots") or {}).get("failures")
+                or 0
+            )
+            seen.setdefault(count, time.monotonic())
+            return count
+
+        wait_for(lambda: failures() >= 3, "three failed attempts, each retried", timeout=90, interval=0.2)
+        first_gap, second_gap = seen[2] - seen[1], seen[3] - seen[2]
+        assert 8 <= first_gap <= 15 and second_gap >= 1.6 * first_gap, (first_gap, second_gap)
         obj = kube.get(k.STORES, "flaky", namespace)
         fresh = condition(obj, "SnapshotsFresh")
         assert fresh["status"] == "False" and "failure" in fresh["message"]
     finally:
         sim.fail_snapshots(False)
-    wait_for(lambda: ready_snapshots(kube, namespace, "flaky"), "a snapshot succeeds after the failures", timeout=60)
+    wait_for(lambda: ready_snapshots(kube, namespace, "flaky"), "a snapshot succeeds after the failures", timeout=90)
     wait_for(
         lambda: condition(kube.get(k.STORES, "flaky", namespace), "SnapshotsFresh").get("status") == "True",
         "SnapshotsFresh again",
