@@ -15,6 +15,7 @@ from phalanx import names
 from phalanx.kube import Kube, Obj
 from phalanx_sandbox import SimulatorHandle, wait_for
 from tests.conftest import Cluster, Operator
+from tests.watching import Watcher, lowest_ready
 
 pytestmark = pytest.mark.cluster
 
@@ -142,22 +143,18 @@ def test_store_converges_spread_over_zones_with_status_columns_events(
     assert Counter(e["reason"] for e in events)["MemberCreated"] == 6
 
 
-def test_deleted_pod_comes_back_on_the_same_volume_within_a_second(
-    operator: Operator, kube: Kube, namespace: str
-) -> None:
+def test_deleted_pod_comes_back_on_the_same_volume(operator: Operator, kube: Kube, namespace: str) -> None:
     kube.create(k.STORES, store("heal"), namespace)
     wait_ready(kube, namespace, "heal", 3)
     victim = kube.get(k.PODS, "heal-2", namespace)
     claim = kube.get(k.PVCS, "heal-2", namespace)
     kube.delete(k.PODS, "heal-2", namespace, grace_seconds=0)
-    deleted = time.monotonic()
 
     def replaced() -> Obj | None:
         pod = kube.find(k.PODS, "heal-2", namespace)
         return pod if pod and pod["metadata"]["uid"] != victim["metadata"]["uid"] else None
 
-    pod = wait_for(replaced, "a new heal-2 pod", timeout=10, interval=0.02)
-    assert time.monotonic() - deleted < 1.5  # target 1 s; the poll and the API add a little
+    pod = wait_for(replaced, "a new heal-2 pod", timeout=10, interval=0.02)  # how fast: make bench
     data = next(v for v in pod["spec"]["volumes"] if v["name"] == names.DATA_VOLUME)
     assert data["persistentVolumeClaim"]["claimName"] == "heal-2"
     assert kube.get(k.PVCS, "heal-2", namespace)["metadata"]["uid"] == claim["metadata"]["uid"]
@@ -175,21 +172,14 @@ def test_scale_up_then_down_keeps_balance_quorum_and_retired_volumes_by_policy(
     kube.patch(k.STORES, "scale", {"spec": {"replicas": 6}}, namespace)
     wait_ready(kube, namespace, "scale", 6)
     assert sorted(zones_of(member_pods(kube, namespace, "scale")).values()) == [2, 2, 2]
-    kube.patch(k.STORES, "scale", {"spec": {"replicas": 3}}, namespace)
-    lowest_ready = 6
-    deadline = time.monotonic() + 60
-    while not ready(kube, namespace, "scale", 3) and time.monotonic() < deadline:
-        pods = member_pods(kube, namespace, "scale")
-        ready_now = sum(
-            1
-            for p in pods
-            if not p["metadata"].get("deletionTimestamp")
-            and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])
-        )
-        lowest_ready = min(lowest_ready, ready_now)
-        time.sleep(0.05)
-    assert ready(kube, namespace, "scale", 3)
-    assert lowest_ready >= 3, "scale down broke quorum"
+    watcher = Watcher(kube, k.PODS, namespace, selector=f"{names.STORE_LABEL}=scale", limit=90)
+    try:
+        kube.patch(k.STORES, "scale", {"spec": {"replicas": 3}}, namespace)
+        wait_ready(kube, namespace, "scale", 3)
+    finally:
+        events = watcher.stop()
+    lowest = lowest_ready(watcher.initial, events)  # every transition, not samples of it
+    assert lowest >= 3, f"scale down broke quorum: {lowest} ready"
     pods = member_pods(kube, namespace, "scale")
     assert sorted(p["metadata"]["name"] for p in pods) == ["scale-1", "scale-2", "scale-3"]  # newest retired
     assert sorted(zones_of(pods).values()) == [1, 1, 1]
@@ -256,12 +246,12 @@ def test_steady_state_reconcile_writes_nothing(operator: Operator, kube: Kube, n
     passes(operator, kube, namespace, "calm", 1)  # settle: the last status write has been echoed
     before = operator.writes(namespace)
     assert before > 0
-    version = kube.get(k.STORES, "calm", namespace)["metadata"]["resourceVersion"]
+    status_before = kube.get(k.STORES, "calm", namespace)["status"]
     passes(operator, kube, namespace, "calm", 5)  # five full reconciles, each seen to happen
     assert operator.writes(namespace) == before
-    status_after = kube.get(k.STORES, "calm", namespace)
-    assert int(status_after["metadata"]["resourceVersion"]) > int(version)  # only our annotations changed it
-    assert status_after["status"]["readyReplicas"] == 3
+    status_after = kube.get(k.STORES, "calm", namespace)["status"]
+    assert status_after == status_before  # not one field of the status moved
+    assert status_after["readyReplicas"] == 3
 
 
 def test_metrics_endpoint_serves_the_documented_metrics(operator: Operator, kube: Kube, namespace: str) -> None:

@@ -9,8 +9,6 @@ it silently diverging from its spec.
 from __future__ import annotations
 
 import re
-import threading
-import time
 import uuid
 from collections.abc import Callable
 
@@ -30,6 +28,7 @@ from tests.integration.test_operator import (
     wait_ready,
 )
 from tests.integration.test_recovery import FAST, ready_snapshots, recovered
+from tests.watching import Watcher, lowest_ready
 
 pytestmark = pytest.mark.cluster
 
@@ -179,59 +178,6 @@ def user_claim(name: str, labels: dict[str, str] | None = None) -> Obj:
         "metadata": {"name": name, "labels": labels or {}},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
     }
-
-
-class Watcher:
-    """Every event of one resource from a known version on, in a thread, for a bounded time.
-
-    The watch is resumed from the last version seen every two seconds, so that ``stop`` returns
-    promptly and no event between two watches is missed; an ERROR event (version too old) fails.
-    """
-
-    def __init__(
-        self, kube: Kube, resource: k.Resource, namespace: str, selector: str | None = None, limit: float = 90
-    ) -> None:
-        listing = kube.listing(resource, namespace, selector)
-        self.kube, self.resource, self.namespace, self.selector = kube, resource, namespace, selector
-        self.initial: list[Obj] = listing.get("items") or []
-        self.version = str(listing["metadata"]["resourceVersion"])
-        self.events: list[tuple[str, Obj]] = []
-        self.error: BaseException | None = None
-        self.deadline = time.monotonic() + limit
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="test-watch", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            while not self.stopping.is_set() and time.monotonic() < self.deadline:
-                stream = self.kube.watch(
-                    self.resource, self.version, timeout_seconds=2, namespace=self.namespace, selector=self.selector
-                )
-                for kind, obj in stream:
-                    if kind == "ERROR":
-                        raise AssertionError(f"the watch broke: {obj}")
-                    self.version = str(obj["metadata"]["resourceVersion"])
-                    if kind != "BOOKMARK":
-                        self.events.append((kind, obj))
-        except BaseException as error:
-            self.error = error
-
-    def stop(self) -> list[tuple[str, Obj]]:
-        """Stop now; every event seen."""
-        self.stopping.set()
-        return self._joined()
-
-    def run_out(self) -> list[tuple[str, Obj]]:
-        """Watch until the bounded time is over; every event seen."""
-        return self._joined()
-
-    def _joined(self) -> list[tuple[str, Obj]]:
-        self.thread.join(timeout=max(0.0, self.deadline - time.monotonic()) + 15)
-        assert not self.thread.is_alive(), "the watch did not end"
-        if self.error is not None:
-            raise self.error
-        return list(self.events)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -487,23 +433,7 @@ def test_shrinking_zones_moves_members_without_losing_quorum(
     finally:
         events = watcher.stop()
 
-    def serving(pods: dict[str, Obj]) -> int:
-        return sum(
-            1
-            for p in pods.values()
-            if pod_ready(p)
-            and not p["metadata"].get("deletionTimestamp")
-            and (p["metadata"].get("labels") or {}).get(names.RETIRED_LABEL) != "true"
-        )
-
-    state = {p["metadata"]["name"]: p for p in watcher.initial}
-    lowest = serving(state)
-    for kind, pod in events:
-        if kind == "DELETED":
-            state.pop(pod["metadata"]["name"], None)
-        else:
-            state[pod["metadata"]["name"]] = pod
-        lowest = min(lowest, serving(state))
+    lowest = lowest_ready(watcher.initial, events)
     assert lowest >= 3, f"ready members dipped to {lowest} while moving out of zone-c"
 
 

@@ -900,7 +900,7 @@ def _three_serving() -> tuple[World, dict[str, Any]]:
     ],
 )
 def test_scale_down_takes_no_serving_member_while_another_is_down(outage: Callable[[World], World]) -> None:
-    # PLANNER BUG (see the report): retirement_order and retire_one judge readiness by the pod alone
+    # Regression (found in review, fixed): retirement_order and retire_one judge readiness by the pod alone
     # (MemberView.ready), while member_state also looks at the node. A member whose node is NotReady
     # or gone still has a pod that reports Ready until the node controller or pod GC catches up, so
     # the quorum guard sees everyone ready and retires a member that serves, next to one that does not.
@@ -912,7 +912,7 @@ def test_scale_down_takes_no_serving_member_while_another_is_down(outage: Callab
 
 
 def test_a_member_that_stopped_serving_leaves_first_on_scale_down() -> None:
-    # PLANNER BUG (see the report): status calls a member whose pod stopped being ready Unavailable,
+    # Regression (found in review, fixed): status calls a member whose pod stopped being ready Unavailable,
     # but retirement_order ranks it with the newcomers (member_state without the previous status), so
     # it is kept and, being unready, blocks every other retirement: a scale down waits for as long as
     # that member fails (a crash-looping member: for ever), instead of letting the broken one go.
@@ -951,7 +951,7 @@ def test_a_surplus_member_being_healed_is_healed_not_also_retired(
 
 
 def test_a_member_that_healing_makes_vanish_is_not_counted_by_scaling() -> None:
-    # PLANNER BUG (see the report): a member with no claim is lost, but while its zone is down under
+    # Regression (found in review, fixed): a member with no claim is lost, but while its zone is down under
     # zoneFailure Wait it is not recovered; heal_pods still deletes its finished pod, its last trace,
     # while scale counts it as a member. The next plan no longer sees it and scales up again (I7).
     world = World(

@@ -1,5 +1,7 @@
-"""Regression tests for defects found in review of the planner: each test names the failure it
-prevents. They use the same pure world as tests/unit/test_plan.py."""
+"""The planner's edge cases of loss, outage, recovery and reporting: a retired pod whose claim is gone,
+a claim missing within its grace, a member outside the store's zones, a restore waiting for a node, a
+zone without nodes, a resumed recovery, drifted children. Each was a defect found in review; each
+test names the failure it prevents. The same pure world as tests/unit/test_plan.py."""
 
 from __future__ import annotations
 
