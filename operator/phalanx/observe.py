@@ -215,7 +215,10 @@ class MemberView:
     claim: ClaimView | None
 
     @property
-    def ready(self) -> bool:
+    def pod_ready(self) -> bool:
+        """Its pod says Ready and is not going away: the pod's word only. Whether the member serves
+        (its node up too) is ``plan.health.serving``; its reported state, ``plan.health.member_state``;
+        whether its data is gone, ``plan.recovery.loss_of``."""
         return self.pod is not None and self.pod.ready and not self.pod.terminating
 
 

@@ -1263,7 +1263,7 @@ def serial(name: str) -> int:
 def assert_converged(run: Run, spec: ReplicatedStoreSpec, zones: Sequence[str]) -> None:
     members = observed(run.world, run.status).members
     assert len(members) == spec.replicas
-    assert all(m.ready for m in members)
+    assert all(m.pod_ready for m in members)
     assert len({m.name for m in members}) == len(members)
     assert {m.zone for m in members} <= set(zones)
     assert skew(zones, members) <= 1

@@ -186,7 +186,7 @@ def recovery_progress(observed: Observed) -> RecoveryRecord | None:
     if record.ready_at is not None or record.replacement is None:
         return record
     member = observed.member(record.replacement)
-    if member is None or not member.ready or member.pod is None or member.pod.ready_since is None:
+    if member is None or not member.pod_ready or member.pod is None or member.pod.ready_since is None:
         return record
     ready_at = max(member.pod.ready_since, record.started_at)
     seconds = round((ready_at - record.started_at).total_seconds(), 3)
