@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from phalanx import kube as k
-from phalanx.act import Actor, Provenance
+from phalanx.act import Actor, Provenance, status_patch
 from phalanx.kube import ApiError, Resource
-from phalanx.plan import CreateMember, EnsureChild, Plan, Snapshot
-from tests.unit.world import STORE, store_spec
+from phalanx.plan import CreateMember, EnsureChild, Plan, Snapshot, plan
+from tests.unit.test_plan import NOW, ZONES
+from tests.unit.world import STORE, empty_world, observed, stamp, store_spec
 
 Obj = dict[str, Any]
 
@@ -96,3 +99,50 @@ def test_a_snapshot_name_taken_by_a_stranger_fails_and_ours_is_recorded() -> Non
     assert taken.refused and writes == []
     [made], writes = run(FakeKube(), Snapshot("orders-1", "zone-a", "orders-new", "due"))
     assert made.error is None and writes[-1]["snapshots"] == [{"name": "orders-new", "uid": "uid-1"}]
+
+
+# ------------------------------------------------------------------------------------------------
+# The status patch: the difference, or nothing (a steady store writes nothing)
+
+
+@pytest.mark.parametrize(
+    ("current", "new", "patch"),
+    [
+        pytest.param({"phase": "Ready", "replicas": 3}, {"phase": "Ready", "replicas": 3}, None, id="equal-no-write"),
+        pytest.param({}, {}, None, id="both-empty-no-write"),
+        pytest.param(
+            {"phase": "Pending", "replicas": 3},
+            {"phase": "Ready", "replicas": 3},
+            {"phase": "Ready"},
+            id="changed-only",
+        ),
+        pytest.param({"phase": "Ready", "rollout": {"zone": "a"}}, {"phase": "Ready"}, {"rollout": None}, id="nulls"),
+        pytest.param(
+            {"phase": "Ready", "kopf": {"progress": {}}}, {"phase": "Ready"}, None, id="kopf-left-alone-when-absent"
+        ),
+        pytest.param(
+            {"kopf": {"progress": {}}, "zones": [{"name": "a"}]},
+            {"zones": [{"name": "b"}]},
+            {"zones": [{"name": "b"}]},
+            id="lists-replaced-whole-kopf-untouched",
+        ),
+        pytest.param(  # a merge patch keeps what it does not name: the old record's fields must be nulled
+            {"lastRecovery": {"member": "o-1", "readyAt": "t1", "seconds": 2.0, "snapshot": "s1"}},
+            {"lastRecovery": {"member": "o-2", "source": "Empty"}},
+            {"lastRecovery": {"member": "o-2", "source": "Empty", "readyAt": None, "seconds": None, "snapshot": None}},
+            id="nested-fields-of-a-new-record-nulled",
+        ),
+    ],
+)
+def test_status_patch_is_the_difference_or_nothing(
+    current: dict[str, Any], new: dict[str, Any], patch: dict[str, Any] | None
+) -> None:
+    assert status_patch(current, new) == patch
+
+
+def test_a_planned_status_never_carries_kopfs_bookkeeping() -> None:
+    status = {"kopf": {"progress": {"run_store": {"started": stamp()}}}}
+    wire = plan(store_spec(3), observed(empty_world(ZONES), status), NOW).status.to_wire()
+    assert "kopf" not in wire
+    patch = status_patch(status, wire)
+    assert patch is not None and "kopf" not in patch
