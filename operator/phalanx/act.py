@@ -44,7 +44,6 @@ from phalanx.plan import (
     Plan,
     RetireMember,
     Snapshot,
-    TakeSnapshot,
 )
 
 log = logging.getLogger("phalanx.act")
@@ -350,7 +349,7 @@ class Actor:
             case DeleteVolume(member=member, uid=uid):
                 self._unpin_volume(ns, member)
                 self.kube.delete(k.PVCS, member, ns, uid=uid)
-            case TakeSnapshot(member=member, zone=zone, name=name):
+            case Snapshot(member=member, zone=zone, name=name):  # a final one: never pruned
                 self.kube.ensure(k.SNAPSHOTS, build.volume_snapshot(store, spec, member, zone, name, final=True), ns)
             case _:
                 assert_never(action)

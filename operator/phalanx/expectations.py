@@ -33,7 +33,6 @@ from phalanx.plan import (
     PinVolume,
     RetireMember,
     Snapshot,
-    TakeSnapshot,
 )
 
 Obj = Mapping[str, Any]
@@ -135,7 +134,7 @@ def expected(
             return [expect("claims", member, _asks(size), f"claim {member} asks for {size}")]
         case PinVolume(volume=volume):
             return [expect("volumes", volume, _pinned, f"volume {volume} pinned")]
-        case KeepVolume() | DeleteVolume() | TakeSnapshot():
+        case KeepVolume() | DeleteVolume():
             return []  # the finalizer's: it plans from fresh reads, not the cache
         case _:
             assert_never(action)

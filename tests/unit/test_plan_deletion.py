@@ -20,7 +20,7 @@ from phalanx.observe import Observed
 from phalanx.plan import (
     DeleteVolume,
     KeepVolume,
-    TakeSnapshot,
+    Snapshot,
     final_snapshot_name,
     plan_deletion,
 )
@@ -85,14 +85,14 @@ def _deletion_world() -> World:
         pytest.param(
             DeletionPolicy.SNAPSHOT,
             {},
-            [*PINNED, ("TakeSnapshot", "orders-1"), ("TakeSnapshot", "orders-2")],
+            [*PINNED, ("Snapshot", "orders-1"), ("Snapshot", "orders-2")],
             False,
             id="snapshot-pins-every-volume-then-takes-final-snapshots-of-live-members",
         ),
         pytest.param(
             DeletionPolicy.SNAPSHOT,
             {final("orders-1"): True},
-            [*PINNED, ("TakeSnapshot", "orders-2")],
+            [*PINNED, ("Snapshot", "orders-2")],
             False,
             id="snapshot-one-ready-one-missing-deletes-nothing",
         ),
@@ -130,7 +130,7 @@ def test_retain_does_not_mark_a_volume_twice() -> None:
 
 def test_a_final_snapshot_is_taken_in_its_members_zone_under_a_known_name() -> None:
     actions, _ = plan_deletion(DeletionPolicy.SNAPSHOT, observed(with_members(empty_world(ZONES), (1, "zone-a"))))
-    [snapshot] = [a for a in actions if isinstance(a, TakeSnapshot)]
+    [snapshot] = [a for a in actions if isinstance(a, Snapshot)]
     assert (snapshot.member, snapshot.zone, snapshot.name) == ("orders-1", "zone-a", final("orders-1"))
 
 
@@ -147,7 +147,7 @@ def test_a_lost_volume_gets_no_final_snapshot_and_does_not_block_deletion() -> N
     world = with_members(empty_world(ZONES), (1, "zone-a"))
     world = replace(world, claims=(*world.claims, claim("orders-2", "zone-b", phase="Lost")))
     actions, done = plan_deletion(DeletionPolicy.SNAPSHOT, deleting(world, {final("orders-1"): True}))
-    assert not any(isinstance(a, TakeSnapshot) for a in actions)
+    assert not any(isinstance(a, Snapshot) for a in actions)
     assert done and {a.uid for a in actions if isinstance(a, DeleteVolume)} == {"pvc-orders-1", "pvc-orders-2"}
 
 

@@ -46,7 +46,6 @@ from phalanx.plan.actions import (
     Plan,
     RetireMember,
     Snapshot,
-    TakeSnapshot,
 )
 from phalanx.plan.budget import (
     others_serve,
@@ -142,7 +141,6 @@ __all__ = [
     "Plan",
     "RetireMember",
     "Snapshot",
-    "TakeSnapshot",
     "blocked_by",
     "build_status",
     "condition",

@@ -91,6 +91,8 @@ class Snapshot:
     why: str
     request: str | None = None
     reason: str = "SnapshotStarted"
+    final: bool = False
+    """Taken as the store is deleted (deletionPolicy Snapshot): outlives the store, never pruned."""
 
 
 @dataclass(frozen=True)
@@ -175,15 +177,4 @@ class DeleteVolume:
     reason: str = "VolumeDeleted"
 
 
-@dataclass(frozen=True)
-class TakeSnapshot:
-    """A VolumeSnapshot of a member's volume (the final one, for deletionPolicy Snapshot)."""
-
-    member: str
-    zone: str
-    name: str
-    why: str
-    reason: str = "SnapshotTaken"
-
-
-FinalAction = DeletePod | KeepVolume | DeleteVolume | TakeSnapshot
+FinalAction = DeletePod | KeepVolume | DeleteVolume | Snapshot

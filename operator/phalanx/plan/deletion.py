@@ -11,7 +11,7 @@ from phalanx.plan.actions import (
     DeleteVolume,
     FinalAction,
     KeepVolume,
-    TakeSnapshot,
+    Snapshot,
 )
 from phalanx.plan.membership import (
     finish_retirements,
@@ -39,7 +39,7 @@ def plan_deletion(policy: DeletionPolicy, observed: Observed) -> tuple[list[Fina
         for m in observed.members
         if m.pod is not None and not m.pod.terminating
     ]
-    actions += finish_retirements(observed)  # type: ignore[arg-type]
+    actions += finish_retirements(observed)
     if policy is DeletionPolicy.RETAIN:
         actions += [  # retired members' volumes too: Retain keeps every volume
             KeepVolume(
@@ -66,7 +66,14 @@ def plan_deletion(policy: DeletionPolicy, observed: Observed) -> tuple[list[Fina
             snapshot = final_snapshot_name(member, observed.store.uid)
             if snapshot not in snapshots_ready:
                 actions.append(
-                    TakeSnapshot(member, live[member].zone, snapshot, "deletionPolicy Snapshot: final snapshot")
+                    Snapshot(
+                        member,
+                        live[member].zone,
+                        snapshot,
+                        "deletionPolicy Snapshot: final snapshot",
+                        reason="SnapshotTaken",
+                        final=True,
+                    )
                 )
                 waiting = True
             elif not snapshots_ready[snapshot]:

@@ -43,7 +43,7 @@ from phalanx.plan.snapshots import (
 )
 
 
-def finish_retirements(observed: Observed) -> list[Action]:
+def finish_retirements(observed: Observed) -> list[DeletePod]:
     return [
         DeletePod(pod.name, pod.uid, f"member {pod.name} is retired; its pod is left over")
         for pod in observed.retired_pods
