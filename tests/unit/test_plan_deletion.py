@@ -85,14 +85,14 @@ def _deletion_world() -> World:
         pytest.param(
             DeletionPolicy.SNAPSHOT,
             {},
-            [*PINNED, ("Snapshot", "orders-1"), ("Snapshot", "orders-2")],
+            [*PINNED, ("Snapshot", final("orders-1")), ("Snapshot", final("orders-2"))],
             False,
             id="snapshot-pins-every-volume-then-takes-final-snapshots-of-live-members",
         ),
         pytest.param(
             DeletionPolicy.SNAPSHOT,
             {final("orders-1"): True},
-            [*PINNED, ("Snapshot", "orders-2")],
+            [*PINNED, ("Snapshot", final("orders-2"))],
             False,
             id="snapshot-one-ready-one-missing-deletes-nothing",
         ),
