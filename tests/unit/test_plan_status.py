@@ -20,6 +20,7 @@ from phalanx.models import (
     StorePhase,
 )
 from phalanx.plan import (
+    Progress,
     build_status,
     condition,
     member_state,
@@ -214,7 +215,7 @@ def test_build_status_summarises_the_store(
     expected: dict[str, str],
 ) -> None:
     world = with_members(with_members(empty_world(ZONES), *ready), *unready, ready=False)
-    status = build_status(store_spec(replicas), observed(world), NOW, zones=ZONES, busy=busy)
+    status = build_status(store_spec(replicas), observed(world), NOW, ZONES, Progress(busy=busy))
     assert (status.ready_display, status.zones_display, status.phase) == summary
     assert {c.type: c.status.value for c in status.conditions} == expected
     assert (status.replicas, status.ready_replicas) == (len(ready) + len(unready), len(ready))
@@ -234,7 +235,7 @@ def test_a_member_that_stopped_serving_makes_the_store_degraded() -> None:
 
 def test_a_store_smaller_than_its_zones_counts_only_the_zones_it_fills() -> None:
     world = with_members(empty_world(ZONES), (1, "zone-a"), (2, "zone-b"))
-    status = build_status(store_spec(2), observed(world), NOW, zones=ZONES, busy=False)
+    status = build_status(store_spec(2), observed(world), NOW, ZONES)
     assert (status.ready_display, status.zones_display, status.phase) == ("2/2", "2/2", StorePhase.READY)
 
 
@@ -249,7 +250,7 @@ def test_a_recovery_in_flight_is_the_phase_and_degrades_the_store() -> None:
         "startedAt": stamp(0),
         "replacement": "orders-4",
     }
-    status = build_status(spec, observed(world, {"lastRecovery": record}), NOW, zones=ZONES, busy=False)
+    status = build_status(spec, observed(world, {"lastRecovery": record}), NOW, ZONES)
     assert status.phase is StorePhase.RECOVERING
     assert by_type(status.conditions)["Degraded"].reason == "Recovering"
 
@@ -257,7 +258,7 @@ def test_a_recovery_in_flight_is_the_phase_and_degrades_the_store() -> None:
 def test_status_names_the_unready_members_and_the_zone_counts() -> None:
     world = with_members(empty_world(ZONES), (1, "zone-a"), (2, "zone-a"), (3, "zone-b"))
     world = with_members(world, (4, "zone-a"), ready=False)
-    status = build_status(store_spec(4), observed(world), NOW, zones=ZONES, busy=False)
+    status = build_status(store_spec(4), observed(world), NOW, ZONES)
     conditions = by_type(status.conditions)
     assert conditions["Degraded"].status is ConditionStatus.FALSE  # orders-4 is new, not lost
     assert conditions["Degraded"].message == "no member is lost or unavailable"
@@ -272,7 +273,7 @@ def test_status_names_the_unready_members_and_the_zone_counts() -> None:
 
 def test_a_member_outside_the_stores_zones_unbalances_it() -> None:
     world = with_members(empty_world(ZONES), (1, "zone-a"), (2, "zone-b"), (3, "zone-x"))
-    status = build_status(store_spec(3), observed(world), NOW, zones=("zone-a", "zone-b"), busy=False)
+    status = build_status(store_spec(3), observed(world), NOW, ("zone-a", "zone-b"))
     assert by_type(status.conditions)["ZonesBalanced"].status is ConditionStatus.FALSE
 
 
@@ -283,11 +284,8 @@ def test_status_carries_notes_last_serial_and_revision() -> None:
         store_spec(2),
         observed(world, previous),
         NOW,
-        zones=ZONES,
-        busy=False,
-        revision="rev1",
-        last_serial=3,
-        notes=["no zone has a schedulable node: cannot place new members"],
+        ZONES,
+        Progress(revision="rev1", last_serial=3, notes=["no zone has a schedulable node: cannot place new members"]),
     )
     assert by_type(status.conditions)["Reconciling"].message.startswith("no zone has a schedulable node")
     assert status.last_serial == 4
@@ -299,7 +297,7 @@ def test_members_on_the_current_revision_count_as_updated() -> None:
         pods=(pod("orders-1", "zone-a", ready=True, revision="rev1"), pod("orders-2", "zone-b", ready=True)),
         claims=(claim("orders-1", "zone-a"), claim("orders-2", "zone-b")),
     )
-    status = build_status(store_spec(2), observed(world), NOW, zones=ZONES, busy=False, revision="rev1")
+    status = build_status(store_spec(2), observed(world), NOW, ZONES, Progress(revision="rev1"))
     assert status.updated_replicas == 1
     assert [m.revision for m in status.members] == ["rev1", None]
 
@@ -312,5 +310,5 @@ def test_a_member_keeps_its_since_while_its_state_holds() -> None:
             {"name": "orders-2", "zone": "zone-b", "state": "Starting", "since": stamp(30)},
         ]
     }
-    status = build_status(store_spec(2), observed(world, previous), NOW, zones=ZONES, busy=False)
+    status = build_status(store_spec(2), observed(world, previous), NOW, ZONES)
     assert [m.since for m in status.members] == [EPOCH + timedelta(seconds=30), NOW]

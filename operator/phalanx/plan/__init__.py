@@ -106,6 +106,7 @@ from phalanx.plan.snapshots import (
 from phalanx.plan.status import (
     FOREIGN_LISTED,
     REFUSED_PASSES,
+    Progress,
     blocked_by,
     build_status,
     condition,
@@ -139,6 +140,7 @@ __all__ = [
     "KeepVolume",
     "PinVolume",
     "Plan",
+    "Progress",
     "RetireMember",
     "Snapshot",
     "blocked_by",
@@ -213,11 +215,11 @@ def plan(
     ``expansion_refused`` (why the claims could not grow to ``storage.size``)."""
     if spec is None or invalid is not None:  # I6: an invalid spec gets status only, with the reason
         message = invalid or "the spec did not validate"
-        status = build_status(None, observed, now, zones=observed_zones(observed), busy=False, stalled=message)
+        status = build_status(None, observed, now, observed_zones(observed), Progress(stalled=message))
         return Plan((), status, REQUEUE_STEADY, notes=(message,))
     zones = desired_zones(spec, observed)
     if spec.paused:  # I6: paused is status only
-        status = build_status(spec, observed, now, zones=zones, busy=False, paused=True, revision=revision)
+        status = build_status(spec, observed, now, zones, Progress(paused=True, revision=revision))
         return Plan((), status, REQUEUE_STEADY, notes=("paused",))
 
     actions: list[Action] = []
@@ -257,11 +259,7 @@ def plan(
         + [a.member for a in actions if isinstance(a, CreateMember)]
     )
     member_work = [a for a in actions if not isinstance(a, (Snapshot, DeleteSnapshot, PinVolume, ExpandVolume))]
-    status = build_status(
-        spec,
-        observed,
-        now,
-        zones=zones,
+    progress = Progress(
         busy=bool(member_work),
         revision=revision,
         last_serial=last_serial,
@@ -270,6 +268,7 @@ def plan(
         blocked=blocked_by(spec, observed, now, collisions or {}, refused),
         storage=storage,
     )
+    status = build_status(spec, observed, now, zones, progress)
     if actions:
         requeue = REQUEUE_BUSY
     elif status.ready_replicas < spec.replicas or notes:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from phalanx.models import (
@@ -121,141 +122,200 @@ def blocked_by(
     return None
 
 
+@dataclass(frozen=True)
+class Progress:
+    """What this pass decided that status reports, beside what is observed."""
+
+    busy: bool = False
+    """Member work is under way (creations, retirements, healing)."""
+    stalled: str | None = None
+    """Why the spec is invalid (the store gets status only)."""
+    paused: bool = False
+    revision: str | None = None
+    """The template revision of the spec."""
+    last_serial: int | None = None
+    """The highest serial this pass used."""
+    notes: Sequence[str] = ()
+    """Why something was not done."""
+    records: Sequence[RecoveryRecord] = ()
+    """Recoveries started by this pass."""
+    blocked: tuple[str, str] | None = None
+    """Why the store cannot converge by waiting: Stalled's reason and message."""
+    storage: tuple[bool, str, str] | None = None
+    """VolumesMatchSpec: value, reason, message."""
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The facts every condition is read from, computed once per status."""
+
+    members: list[MemberStatus]
+    ready: list[MemberStatus]
+    desired: int
+    zones: list[ZoneStatus]
+    balanced: bool
+    broken: list[str]
+    unready: list[str]
+    current: str | None
+    outdated: list[str]
+    last_recovery: RecoveryRecord | None
+
+    @property
+    def all_ready(self) -> bool:
+        return len(self.ready) == self.desired == len(self.members)
+
+    @property
+    def recovering(self) -> bool:
+        return self.last_recovery is not None and self.last_recovery.ready_at is None
+
+
+def summarise(
+    spec: ReplicatedStoreSpec | None, observed: Observed, now: datetime, zones: Sequence[str], progress: Progress
+) -> Summary:
+    members = member_statuses(observed, now)
+    ready = [m for m in members if m.state is MemberState.READY]
+    per_zone = zone_counts(zones, observed.members)
+    revisions = Counter(m.revision for m in members if m.revision)
+    revision = progress.revision
+    return Summary(
+        members=members,
+        ready=ready,
+        desired=spec.replicas if spec else len(members),
+        zones=[
+            ZoneStatus(
+                name=z,
+                members=per_zone[z],
+                ready=sum(1 for m in ready if m.zone == z),
+                down_since=zone_down_since(observed, z, now),
+            )
+            for z in sorted(per_zone)
+        ],
+        balanced=skew(zones, observed.members) <= 1 and all(m.zone in zones for m in observed.members),
+        broken=[m.name for m in members if m.state in (MemberState.UNAVAILABLE, MemberState.LOST)],
+        unready=[m.name for m in members if m.state is not MemberState.READY],
+        current=revisions.most_common(1)[0][0] if revisions else revision,
+        outdated=[m.name for m in members if revision and m.revision and m.revision != revision],
+        last_recovery=progress.records[-1] if progress.records else recovery_progress(observed),
+    )
+
+
+Setting = tuple[ConditionType, bool, str, str]
+"""A condition as a setter returns it: type, value, reason, message."""
+
+
+def phase_of(s: Summary, progress: Progress) -> StorePhase:
+    if progress.stalled is not None:
+        return StorePhase.INVALID
+    if progress.paused:
+        return StorePhase.PAUSED
+    if s.recovering:
+        return StorePhase.RECOVERING
+    if s.broken:
+        return StorePhase.DEGRADED
+    if s.all_ready and not progress.busy:
+        return StorePhase.READY
+    return StorePhase.PENDING  # creating, scaling, members starting: nothing lost
+
+
+def ready_condition(s: Summary, progress: Progress) -> Setting:
+    if progress.stalled is not None:
+        return ConditionType.READY, False, "InvalidSpec", progress.stalled
+    reason = "AllMembersReady" if s.all_ready else "MembersNotReady"
+    return ConditionType.READY, s.all_ready and not progress.busy, reason, f"{len(s.ready)}/{s.desired} members ready"
+
+
+def reconciling_condition(s: Summary, progress: Progress) -> Setting:
+    if progress.stalled is not None:
+        return ConditionType.RECONCILING, False, "InvalidSpec", "nothing is done until the spec is fixed"
+    if progress.paused:
+        return ConditionType.RECONCILING, False, "Paused", "spec.paused is true: status only"
+    converging = progress.busy or not s.all_ready
+    if progress.notes:
+        waiting = "; ".join(progress.notes)
+    else:
+        waiting = f"waiting for: {', '.join(s.unready)}" if s.unready else "converging"
+    if s.outdated and not converging:
+        # Honest until rolling replacement exists: the store serves, on an older template.
+        converging = True
+        waiting = (
+            f"{len(s.outdated)} member(s) run template revision {s.current}, not {progress.revision}: rolling "
+            "replacement is not implemented yet; deleting a member's pod recreates it on its own "
+            "volume with the new template"
+        )
+    if converging:
+        return ConditionType.RECONCILING, True, "Converging", waiting
+    return ConditionType.RECONCILING, False, "Converged", f"{len(s.ready)}/{s.desired} members ready"
+
+
+def stalled_condition(progress: Progress) -> Setting:
+    if progress.stalled is not None:
+        return ConditionType.STALLED, True, "InvalidSpec", progress.stalled
+    if progress.blocked is not None and not progress.paused:
+        return ConditionType.STALLED, True, *progress.blocked
+    return ConditionType.STALLED, False, "Paused" if progress.paused else "Progressing", "no blocking problem"
+
+
+def degraded_condition(s: Summary) -> Setting:
+    if s.recovering and s.last_recovery is not None:
+        why = f"recovering {s.last_recovery.member}: {s.last_recovery.replacement} is not ready yet"
+        return ConditionType.DEGRADED, True, "Recovering", why
+    if s.broken:
+        return ConditionType.DEGRADED, True, "MembersUnavailable", f"unavailable: {', '.join(s.broken)}"
+    return ConditionType.DEGRADED, False, "NoLoss", "no member is lost or unavailable"
+
+
+def zones_balanced_condition(s: Summary) -> Setting:
+    counts = ", ".join(f"{z.name}={z.members}" for z in s.zones) or "no zones"
+    return ConditionType.ZONES_BALANCED, s.balanced, "Balanced" if s.balanced else "Unbalanced", counts
+
+
 def build_status(
     spec: ReplicatedStoreSpec | None,
     observed: Observed,
     now: datetime,
-    *,
     zones: Sequence[str],
-    busy: bool,
-    stalled: str | None = None,
-    paused: bool = False,
-    revision: str | None = None,
-    last_serial: int | None = None,
-    notes: Sequence[str] = (),
-    records: Sequence[RecoveryRecord] = (),
-    blocked: tuple[str, str] | None = None,
-    storage: tuple[bool, str, str] | None = None,
+    progress: Progress | None = None,
 ) -> ReplicatedStoreStatus:
-    """Status in kstatus terms: Ready, Reconciling, Stalled, plus Degraded, ZonesBalanced and SnapshotsFresh."""
-    members = member_statuses(observed, now)
-    ready = [m for m in members if m.state is MemberState.READY]
-    desired = spec.replicas if spec else len(members)
-    per_zone = zone_counts(zones, observed.members)
-    zone_list = [
-        ZoneStatus(
-            name=z,
-            members=per_zone[z],
-            ready=sum(1 for m in ready if m.zone == z),
-            down_since=zone_down_since(observed, z, now),
-        )
-        for z in sorted(per_zone)
-    ]
-    healthy_zones = sum(1 for z in zone_list if z.members and z.ready == z.members)
-    # Zones that should hold members: a store smaller than its zone count fills only that many.
-    expected_zones = min(len(zone_list), desired) if desired else len(zone_list)
-    balanced = skew(zones, observed.members) <= 1 and all(m.zone in zones for m in observed.members)
-    unready = [m.name for m in members if m.state is not MemberState.READY]
-    revisions = Counter(m.revision for m in members if m.revision)
-    current = revisions.most_common(1)[0][0] if revisions else revision
-    outdated = [m.name for m in members if revision and m.revision and m.revision != revision]
-    broken = [m.name for m in members if m.state in (MemberState.UNAVAILABLE, MemberState.LOST)]
-    last_recovery = records[-1] if records else recovery_progress(observed)
-    recovering = last_recovery is not None and last_recovery.ready_at is None
-    all_ready = len(ready) == desired == len(members)
+    """Status in kstatus terms (Ready, Reconciling, Stalled) plus Degraded, SnapshotsFresh,
+    ZonesBalanced, ForeignObjects and VolumesMatchSpec: each condition from its own small setter,
+    over facts computed once (``summarise``); a condition keeps its transition time while it holds."""
+    progress = progress or Progress()
+    s = summarise(spec, observed, now, zones, progress)
     previous = {c.type: c for c in observed.previous.conditions}
-    gen = observed.generation
-
-    def cond(kind: ConditionType, value: bool, reason: str, message: str) -> Condition:
-        return condition(previous, kind, value, reason, message, gen, now)
-
-    if stalled is not None:
-        phase = StorePhase.INVALID
-        conditions = [
-            cond(ConditionType.READY, False, "InvalidSpec", stalled),
-            cond(ConditionType.RECONCILING, False, "InvalidSpec", "nothing is done until the spec is fixed"),
-            cond(ConditionType.STALLED, True, "InvalidSpec", stalled),
-        ]
-    else:
-        progress = busy or not all_ready
-        if paused:
-            phase = StorePhase.PAUSED
-        elif recovering:
-            phase = StorePhase.RECOVERING
-        elif broken:
-            phase = StorePhase.DEGRADED
-        elif all_ready and not busy:
-            phase = StorePhase.READY
-        else:
-            phase = StorePhase.PENDING  # creating, scaling, members starting: nothing lost
-        degraded = bool(broken) or recovering
-        if recovering and last_recovery is not None:
-            degraded_why = f"recovering {last_recovery.member}: {last_recovery.replacement} is not ready yet"
-        else:
-            degraded_why = f"unavailable: {', '.join(broken)}" if broken else "no member is lost or unavailable"
-        message = f"{len(ready)}/{desired} members ready"
-        waiting = "; ".join(notes) if notes else (f"waiting for: {', '.join(unready)}" if unready else "converging")
-        if outdated and not progress:
-            # Honest until rolling replacement exists: the store serves, on an older template.
-            progress = True
-            waiting = (
-                f"{len(outdated)} member(s) run template revision {current}, not {revision}: rolling "
-                "replacement is not implemented yet; deleting a member's pod recreates it on its own "
-                "volume with the new template"
-            )
-        conditions = [
-            cond(
-                ConditionType.READY,
-                all_ready and not busy,
-                "AllMembersReady" if all_ready else "MembersNotReady",
-                message,
-            ),
-            cond(
-                ConditionType.RECONCILING,
-                progress and not paused,
-                "Paused" if paused else ("Converging" if progress else "Converged"),
-                "spec.paused is true: status only" if paused else (waiting if progress else message),
-            ),
-            cond(ConditionType.STALLED, True, *blocked)
-            if blocked is not None and not paused
-            else cond(ConditionType.STALLED, False, "Paused" if paused else "Progressing", "no blocking problem"),
-            cond(
-                ConditionType.DEGRADED,
-                degraded,
-                "Recovering" if recovering else ("MembersUnavailable" if broken else "NoLoss"),
-                degraded_why,
-            ),
-        ]
+    settings: list[Setting] = [
+        ready_condition(s, progress),
+        reconciling_condition(s, progress),
+        stalled_condition(progress),
+    ]
+    if progress.stalled is None:
+        settings.append(degraded_condition(s))
     if spec is not None and spec.snapshots is not None:
         fresh, why = snapshots_fresh(spec, observed, now)
-        conditions.append(cond(ConditionType.SNAPSHOTS_FRESH, fresh, "Fresh" if fresh else "Stale", why))
-    conditions.append(
-        cond(
-            ConditionType.ZONES_BALANCED,
-            balanced,
-            "Balanced" if balanced else "Unbalanced",
-            ", ".join(f"{z.name}={z.members}" for z in zone_list) or "no zones",
-        )
-    )
-    conditions.append(cond(ConditionType.FOREIGN_OBJECTS, bool(observed.foreign), *foreign_report(observed)))
-    if storage is not None:
-        conditions.append(cond(ConditionType.VOLUMES_MATCH_SPEC, *storage))
+        settings.append((ConditionType.SNAPSHOTS_FRESH, fresh, "Fresh" if fresh else "Stale", why))
+    settings.append(zones_balanced_condition(s))
+    settings.append((ConditionType.FOREIGN_OBJECTS, bool(observed.foreign), *foreign_report(observed)))
+    if progress.storage is not None:
+        settings.append((ConditionType.VOLUMES_MATCH_SPEC, *progress.storage))
+    healthy_zones = sum(1 for z in s.zones if z.members and z.ready == z.members)
+    # Zones that should hold members: a store smaller than its zone count fills only that many.
+    expected_zones = min(len(s.zones), s.desired) if s.desired else len(s.zones)
+    revision = progress.revision
     return ReplicatedStoreStatus(
-        observed_generation=gen,
-        conditions=conditions,
-        phase=phase,
-        replicas=len(members),
-        ready_replicas=len(ready),
-        updated_replicas=sum(1 for m in members if revision and m.revision == revision),
-        ready_display=f"{len(ready)}/{desired}",
+        observed_generation=observed.generation,
+        conditions=[condition(previous, *setting, observed.generation, now) for setting in settings],
+        phase=phase_of(s, progress),
+        replicas=len(s.members),
+        ready_replicas=len(s.ready),
+        updated_replicas=sum(1 for m in s.members if revision and m.revision == revision),
+        ready_display=f"{len(s.ready)}/{s.desired}",
         zones_display=f"{healthy_zones}/{expected_zones}",
-        current_revision=current,
+        current_revision=s.current,
         update_revision=revision,
-        zones=zone_list,
-        members=members,
-        last_serial=max(observed.last_serial, last_serial or 0),
+        zones=s.zones,
+        members=s.members,
+        last_serial=max(observed.last_serial, progress.last_serial or 0),
         snapshots=snapshot_status(observed),
-        last_recovery=last_recovery,
+        last_recovery=s.last_recovery,
         owned=observed.owned,
     )
 
