@@ -217,9 +217,9 @@ def plan(
         message = invalid or "the spec did not validate"
         status = build_status(None, observed, now, observed_zones(observed), Progress(stalled=message))
         return Plan((), status, REQUEUE_STEADY, notes=(message,))
-    zones = desired_zones(spec, observed)
+    home_zones = desired_zones(spec, observed)
     if spec.paused:  # I6: paused is status only
-        status = build_status(spec, observed, now, zones, Progress(paused=True, revision=revision))
+        status = build_status(spec, observed, now, home_zones, Progress(paused=True, revision=revision))
         return Plan((), status, REQUEUE_STEADY, notes=("paused",))
 
     actions: list[Action] = []
@@ -227,17 +227,19 @@ def plan(
     actions += ensure_children(spec, observed, has_ports, child_digests, frozenset(collisions or {}))
     actions += finish_retirements(observed)  # an interrupted retirement completes before anything new
     outages = zone_outages(spec, observed, now)
-    targets = placeable(zones, observed, outages)
+    placeable_zones = placeable(home_zones, observed, outages)
     # Losses before scaling: a replacement keeps its lost member's zone, and takes the serial first.
-    recovery, records, last_serial, notes = recover(spec, observed, now, zones, observed.last_serial)
+    recovery, records, last_serial, notes = recover(spec, observed, now, home_zones, observed.last_serial)
     membership: list[Action] = list(recovery)
     if not recovery:
-        scaling, last_serial, scale_notes = scale(spec, observed, targets, now, last_serial, home=zones)
+        scaling, last_serial, scale_notes = scale(
+            spec, observed, placeable_zones, now, last_serial, home_zones=home_zones
+        )
         notes += scale_notes
         membership += scaling
-        home_outages = [z for z in outages if z in zones or any(m.zone == z for m in observed.members)]
+        home_outages = [z for z in outages if z in home_zones or any(m.zone == z for m in observed.members)]
         if not scaling and not notes and not home_outages:  # an outage elsewhere is no reason to wait
-            moves, last_serial = rebalance(spec, observed, zones, targets, now, last_serial)
+            moves, last_serial = rebalance(spec, observed, home_zones, placeable_zones, now, last_serial)
             membership += moves
     leaving = frozenset(a.member for a in membership if isinstance(a, RetireMember))
     actions += heal_pods(observed, skip=leaving)  # the fast path: same volume; none for a member leaving
@@ -268,7 +270,7 @@ def plan(
         blocked=blocked_by(spec, observed, now, collisions or {}, refused),
         storage=storage,
     )
-    status = build_status(spec, observed, now, zones, progress)
+    status = build_status(spec, observed, now, home_zones, progress)
     if actions:
         requeue = REQUEUE_BUSY
     elif status.ready_replicas < spec.replicas or notes:

@@ -75,35 +75,36 @@ def heal_pods(observed: Observed, skip: frozenset[str] = frozenset()) -> list[Ac
 def scale(
     spec: ReplicatedStoreSpec,
     observed: Observed,
-    zones: Sequence[str],
+    placeable_zones: Sequence[str],
     now: datetime,
     last_serial: int,
-    home: Sequence[str] | None = None,
+    home_zones: Sequence[str] | None = None,
 ) -> tuple[list[Action], int, list[str]]:
-    """Create missing members (seeded from the freshest snapshot) in ``zones`` (where they can be
-    placed), or retire one surplus member (strays outside ``home``, the store's zones, first)."""
+    """Create missing members (seeded from the freshest snapshot) in ``placeable_zones`` (the store's
+    zones where a member can land now), or retire one surplus member (strays outside ``home_zones``,
+    the store's zones, first)."""
     members = observed.members
     missing = spec.replicas - len(members)
     if missing > 0:
-        if not zones:
+        if not placeable_zones:
             return [], last_serial, ["no zone has a schedulable node: cannot place new members"]
         actions: list[Action] = []
-        unfinished = unfinished_recovery(spec, observed, now, zones)
+        unfinished = unfinished_recovery(spec, observed, now, placeable_zones)
         if unfinished is not None:  # interrupted after the lost member was retired: finish that recovery
             actions.append(unfinished)
             missing -= 1
         snapshot, _ = seed_for(spec, observed, now)
-        counts = zone_counts(zones, members)
+        counts = zone_counts(placeable_zones, members)
         if unfinished is not None:
             counts[unfinished.zone] = counts.get(unfinished.zone, 0) + 1
-        for zone in place(zones, counts, missing):
+        for zone in place(placeable_zones, counts, missing):
             last_serial += 1
             name = member_name(observed.store.name, last_serial)
             why = f"{len(members)}/{spec.replicas} members; new one in {zone}"
             actions.append(CreateMember(name, zone, snapshot, why + (f", seeded from {snapshot}" if snapshot else "")))
         return actions, last_serial, []
     if missing < 0:
-        return retire_one(spec, members, observed, home, now), last_serial, []
+        return retire_one(spec, members, observed, home_zones, now), last_serial, []
     return [], last_serial, []
 
 
@@ -156,8 +157,8 @@ def retire_one(
 def rebalance(
     spec: ReplicatedStoreSpec,
     observed: Observed,
-    zones: Sequence[str],
-    targets: Sequence[str],
+    home_zones: Sequence[str],
+    placeable_zones: Sequence[str],
     now: datetime,
     last_serial: int,
 ) -> tuple[list[Action], int]:
@@ -167,11 +168,11 @@ def rebalance(
     business, not balance's."""
     if len(observed.members) != spec.replicas or not others_serve(spec, observed.members, observed, None, now):
         return [], last_serial
-    stray = [m for m in observed.members if m.zone not in zones]
-    if skew(zones, observed.members) <= 1 and not stray:
+    stray = [m for m in observed.members if m.zone not in home_zones]
+    if skew(home_zones, observed.members) <= 1 and not stray:
         return [], last_serial
-    target = place(zones, zone_counts(zones, observed.members), 1)[0]
-    if target not in targets:
+    target = place(home_zones, zone_counts(home_zones, observed.members), 1)[0]
+    if target not in placeable_zones:
         return [], last_serial
     snapshot, source_why = seed_for(spec, observed, now)
     last_serial += 1
