@@ -78,13 +78,3 @@ def metric_series(samples: Mapping[str, float], name: str) -> list[tuple[dict[st
         if found == name:
             series.append((found_labels, value))
     return series
-
-
-def parse_exposition(text: str) -> dict[str, float]:
-    """Prometheus text format -> ``{name{labels}: value}`` (comments skipped)."""
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
-            samples[key] = float(value)
-    return samples

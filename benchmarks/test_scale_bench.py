@@ -37,7 +37,6 @@ from benchmarks.measure import (
     ProcSample,
     metric_series,
     metric_total,
-    parse_exposition,
     percentile,
     proc_sample,
 )
@@ -45,7 +44,7 @@ from phalanx import kube as k
 from phalanx import names
 from phalanx.kube import Kube, Obj
 from phalanx_sandbox import Sandbox, wait_for
-from tests.conftest import Cluster, Operator, install_crds
+from tests.conftest import Cluster, Operator, install_crds, parse_exposition
 from tests.integration.test_operator import condition, store, wait_ready
 
 

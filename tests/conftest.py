@@ -83,6 +83,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         sandbox.stop()
 
 
+def parse_exposition(text: str) -> dict[str, float]:
+    """Prometheus text format -> ``{name{labels}: value}`` (comments skipped)."""
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            samples[key] = float(value)
+    return samples
+
+
 @dataclass
 class Operator:
     """The Phalanx operator, running as its own process against the session's cluster; restartable."""
@@ -130,13 +140,7 @@ class Operator:
 
     def metrics(self) -> dict[str, float]:
         """Every sample of /metrics, keyed by its line's name and labels."""
-        body = requests.get(self.metrics_url, timeout=5).text
-        samples = {}
-        for line in body.splitlines():
-            if line and not line.startswith("#"):
-                key, _, value = line.rpartition(" ")
-                samples[key] = float(value)
-        return samples
+        return parse_exposition(requests.get(self.metrics_url, timeout=5).text)
 
     def reconciles(self, namespace: str, store: str) -> float:
         """Reconcile passes the operator completed for one store so far."""

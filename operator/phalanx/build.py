@@ -355,7 +355,7 @@ def _recommended_labels(store: StoreRef) -> dict[str, str]:
 
 
 def _store_labels(store: StoreRef) -> dict[str, str]:
-    """On every store-wide child: the recommended labels and the store (the label Kopf indexes select by)."""
+    """On every store-wide child: the recommended labels and the store (the label the watch cache selects by)."""
     return {**_recommended_labels(store), names.STORE_LABEL: store.name}
 
 

@@ -15,7 +15,7 @@ from phalanx.models import RESERVED_LABEL_PREFIX
 PREFIX: Final = RESERVED_LABEL_PREFIX  # "phalanx.dev/"
 
 STORE_LABEL: Final = PREFIX + "store"
-"""On every child: the store's name. Kopf indexes select children by it."""
+"""On every child: the store's name. The watch cache selects children by it (and groups them by it)."""
 MEMBER_LABEL: Final = PREFIX + "member"
 """On a member's Pod and PVC: the member's name (``<store>-<serial>``)."""
 ZONE_LABEL: Final = PREFIX + "zone"

@@ -1,7 +1,7 @@
-"""Observe: one immutable, typed view of a store's world, built from what Kopf's indexes hold.
+"""Observe: one immutable, typed view of a store's world, built from what the watch cache holds.
 
-First step of observe → plan → act. The handlers hand over plain dicts (pods, PVCs, nodes, Services,
-PodDisruptionBudgets) that the indexes collected from watch events; this module turns them into
+First step of observe → plan → act. The pass hands over plain dicts (pods, PVCs, snapshots, volumes,
+Services, PodDisruptionBudgets) that the cache collected from watch events; this module turns them into
 frozen values with query methods, so that the planner never digs through raw dicts and never calls
 the API. Pure: no I/O, no kopf or kubernetes imports.
 """

@@ -50,17 +50,18 @@ def as_user(cluster: Cluster, kube: Kube, namespace: str) -> Kube:
     plane = cluster.sandbox.plane
     assert plane is not None
     subject = {"kind": "User", "name": USER, "apiGroup": "rbac.authorization.k8s.io"}
-    kube.create(
-        ROLE_BINDINGS,
-        {
+
+    def bind(name: str, kind: str, role: str) -> None:
+        binding = {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "RoleBinding",
-            "metadata": {"name": "mallory-edit"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
             "subjects": [subject],
-        },
-        namespace,
-    )
+        }
+        kube.create(ROLE_BINDINGS, binding, namespace)
+
+    bind("mallory-edit", "ClusterRole", "edit")
     verbs = ["get", "list", "watch", "create", "update", "patch", "delete"]
     kube.create(
         ROLES,
@@ -75,17 +76,7 @@ def as_user(cluster: Cluster, kube: Kube, namespace: str) -> Kube:
         },
         namespace,
     )
-    kube.create(
-        ROLE_BINDINGS,
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": {"name": "mallory-extra"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "mallory-extra"},
-            "subjects": [subject],
-        },
-        namespace,
-    )
+    bind("mallory-extra", "Role", "mallory-extra")
     user = Kube.from_kubeconfig(str(plane.kubeconfig_for(plane.credentials.unprivileged, "mallory")))
 
     def allowed() -> bool:

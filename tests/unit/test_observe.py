@@ -1,4 +1,4 @@
-"""Observe: how raw pods, claims and nodes from Kopf's indexes become the planner's typed view.
+"""Observe: how raw pods, claims and nodes from the watch cache become the planner's typed view.
 
 The contract a newcomer needs: members are joined from pods and claims by the ``phalanx.dev/member``
 label, never by guessing; children of other stores and names that are not ``<store>-<serial>`` are

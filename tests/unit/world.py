@@ -1,7 +1,7 @@
 """A tiny in-memory cluster for the planner's tests: raw children, and what a Plan makes of them.
 
 Tests build a world of nodes, member pods, claims and snapshots in the shape the API server returns
-them (and Kopf's indexes hand to ``observe``), observe it as the handlers do (``observed``), plan at
+them (and the watch cache hands to ``observe``), observe it as the handlers do (``observed``), plan at
 the world's time (``World.now``), and carry the plan out with ``apply``: the state that act's
 idempotent writes leave in a real cluster, with no API server. ``make_ready`` plays the kubelet, the
 volume provisioner and the snapshot controller. Pure: every function returns a new world; the raw
