@@ -160,9 +160,10 @@ def _carry_out(store: StoreRef, actions: Sequence[A], do: Callable[[A], None]) -
         kind = type(action).__name__
         try:
             do(action)
-        except ApiError as error:
+        except Exception as error:  # a refusal, or the connection broke: the rest still run, all reported
             log.warning("%s on %s failed: %s", kind, store, error)
-            outcomes.append(Outcome(action, str(error), error.status))
+            code = error.status if isinstance(error, ApiError) else None
+            outcomes.append(Outcome(action, str(error) or type(error).__name__, code))
             metrics.of(metrics.ACTIONS, store.namespace, store.name, kind, "error").inc()
             continue
         outcomes.append(Outcome(action))

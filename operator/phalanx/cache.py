@@ -166,10 +166,11 @@ def kinds(budgets: Resource) -> tuple[Kind, ...]:
     )
 
 
-def _zone_health(views: Iterable[NodeView]) -> tuple[int, bool, bool]:
-    """What stores read of a zone as a whole: how many nodes, any ready, any schedulable."""
+def _zone_health(views: Iterable[NodeView]) -> tuple[bool, bool, bool]:
+    """What stores read of a zone as a whole: any node, any ready, any schedulable (not how many:
+    a node pool growing by one node must not wake every store)."""
     listed = list(views)
-    return len(listed), any(v.ready for v in listed), any(v.schedulable for v in listed)
+    return bool(listed), any(v.ready for v in listed), any(v.schedulable for v in listed)
 
 
 class WatchCache:
@@ -251,12 +252,10 @@ class WatchCache:
         """One object, as cached now (expectations read it); cluster-scoped kinds ignore ``namespace``."""
         if not self.kinds[kind].by_store:
             return self._informer_of[kind][0].get(name)
-        for informer in self._informer_of[kind]:
-            if informer.namespace in (None, namespace):
-                found = informer.get(f"{namespace}/{name}")
-                if found is not None:
-                    return found
-        return None
+        key = f"{namespace}/{name}"
+        with self.lock:  # the grouped view, which observe reads: never ahead of it
+            store = self.store_of[kind].get(key)
+            return self.groups[kind].get(store, {}).get(key) if store is not None else None
 
     # ----------------------------------------------------------------------------------- changes
 
@@ -296,6 +295,8 @@ class WatchCache:
                 counts[before] -= 1
                 if counts[before] <= 0:
                     del counts[before]
+                if not counts:
+                    del self.stores_on_node[old_node]
         if node and store is not None:
             self.pod_node[key] = node
             self.stores_on_node.setdefault(node, Counter())[store] += 1

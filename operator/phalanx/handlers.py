@@ -108,7 +108,8 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     RUNTIME.loop = asyncio.get_running_loop()
     RUNTIME.pool = ThreadPoolExecutor(config.api_threads, thread_name_prefix="phalanx-api")
     RUNTIME.actor = actor = await RUNTIME.io(Actor.connect, config.api_threads)
-    watcher = k.Kube(k.load_default_client(connections=4))
+    watches = 5 * max(1, len(config.namespaces)) + 2  # per namespace: pods, claims, snapshots, services, budgets
+    watcher = k.Kube(k.load_default_client(connections=watches + 1))  # every watch holds a connection
     RUNTIME.cache = WatchCache(watcher, actor.pdb, config.namespaces, RUNTIME.wake_from_thread, delay=WATCH_DELAY)
     RUNTIME.cache.start()
     RUNTIME.passes = Pass(actor, RUNTIME.cache, RUNTIME.io)
@@ -203,7 +204,9 @@ async def run_store(
     finally:
         RUNTIME.wakeups.pop(key, None)
         RUNTIME.memories.pop(key, None)
-        passes.expectations.forget(key)
+        if not body.metadata.get("deletionTimestamp"):  # the finalizer still waits on them
+            passes.expectations.forget(key)
+        metrics.forget_store(ref.namespace, name)  # after the loop's last sample, not before it
 
 
 async def _caught_up(ref: StoreRef, cache: WatchCache) -> bool:
@@ -239,17 +242,20 @@ async def delete_store(
     **kwargs: Any,
 ) -> None:
     """Apply deletionPolicy. An invalid spec counts as Retain: data is never deleted on a guess."""
-    actor, _, _ = RUNTIME.ready()
+    actor, _, passes = RUNTIME.ready()
     cache = await cache_synced()
     ref = StoreRef(name, namespace or "", uid)
     spec, _invalid = parse({"spec": dict(body.spec)}, name)
     policy = spec.deletion_policy if spec else DeletionPolicy.RETAIN
+    if not await _caught_up(ref, cache):  # a claim made in the store's last pass must be seen first
+        raise kopf.TemporaryError("waiting for the watch to show the store's last writes", delay=1)
     observed = observe_store(ref, body_of(body), cache)
     actions, done = plan_deletion(policy, observed)
     outcomes = await RUNTIME.io(actor.finalize, ref, spec, actions)
     report(KopfEvents(body), outcomes)
     if not done or any(o.error for o in outcomes):
         raise kopf.TemporaryError("waiting for final snapshots or retrying failed deletions", delay=2)
+    passes.expectations.forget((ref.namespace, name))
     metrics.forget_store(ref.namespace, name)
 
 

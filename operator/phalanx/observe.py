@@ -15,6 +15,7 @@ from typing import Any
 
 from phalanx import names
 from phalanx.models import (
+    MAX_REPLICAS,
     Condition,
     MemberStatus,
     OwnedObject,
@@ -378,8 +379,8 @@ def observe(
     members = []
     retired_claims = []
     for member, serial in serials.items():
-        if serial is None:
-            continue  # unreachable: ``ours`` admits canonical names only
+        if serial is None:  # ``ours`` admits canonical names only; this keeps the type checker told
+            continue
         claim = claim_views.get(member)
         if claim is not None and claim.retired:
             retired_claims.append(claim)
@@ -390,7 +391,10 @@ def observe(
         members.append(MemberView(member, serial, zone, pod_views.get(member), claim))
     members.sort(key=lambda m: m.serial)
     known = [s for s in serials.values() if s is not None]
-    last_serial = max([int(status.get("lastSerial") or 0), *known, *taken])
+    recorded = max([int(status.get("lastSerial") or 0), *known])
+    # A stranger holding the next names is skipped over, but never further than a store can grow:
+    # a name like orders-99999999999 must not push every later member past a label's length.
+    last_serial = max([recorded, *(t for t in taken if t <= recorded + MAX_REPLICAS)])
     lineage = []
     finals = {}
     for snap in snapshots:

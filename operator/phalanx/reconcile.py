@@ -22,8 +22,8 @@ from typing import Any, Protocol, TypeVar
 from phalanx import build, metrics, names
 from phalanx.act import OWN_STATUS_EXCLUDED, Actor, Outcome, Provenance, controller_name, controller_uid
 from phalanx.cache import WatchCache
-from phalanx.expectations import Expectations, expected
-from phalanx.models import ConditionType, RecoveryRecord, ReplicatedStoreSpec
+from phalanx.expectations import Expectation, Expectations, expected
+from phalanx.models import ConditionType, RecoveryRecord, ReplicatedStoreSpec, ReplicatedStoreStatus
 from phalanx.names import StoreRef
 from phalanx.observe import Observed, observe
 from phalanx.plan import REFUSED_PASSES, ExpandVolume, Plan, plan
@@ -48,8 +48,8 @@ class Memory:
     a restart: the status it wrote that the watch has not brought back yet (planning on an older one
     would decide twice), and the API server's refusals (reported Stalled past a bound)."""
 
-    written: tuple[str | None, dict[str, Any]] | None = None
-    """The resourceVersion the store's body had when its status was last written, and what was written."""
+    written: dict[str, Any] | None = None
+    """The status as this operator last wrote it, until the watch brings the same back."""
     refusals: tuple[int, str] | None = None
     """Passes in a row with refused writes, and the last refusal."""
     expansion_refused: tuple[str, str] | None = None
@@ -78,15 +78,15 @@ class Pass:
         if snapshot["metadata"].get("deletionTimestamp"):
             # Being deleted (perhaps with its namespace): the finalizer owns it now; recreating
             # children would only fight the deletion.
-            return Plan((), plan(None, observe_store(ref, snapshot, self.cache), self.clock()).status, 5.0), 0
-        version = snapshot["metadata"].get("resourceVersion")
-        if memory.written is not None and memory.written[0] == version:
-            # The watch has not yet brought back our last status write: plan on what we wrote, so that
-            # nothing is decided (or reported) twice.
-            kept = {k_: v for k_, v in snapshot["status"].items() if k_ in OWN_STATUS_EXCLUDED}
-            snapshot["status"] = {**kept, **memory.written[1]}
-        else:
-            memory.written = None  # the watch has brought it back: a thousand stores' copies cost memory
+            return Plan((), ReplicatedStoreStatus(), 5.0), 0
+        kept = {k_: v for k_, v in snapshot["status"].items() if k_ in OWN_STATUS_EXCLUDED}
+        if memory.written is not None:
+            if {k_: v for k_, v in snapshot["status"].items() if k_ not in OWN_STATUS_EXCLUDED} == memory.written:
+                memory.written = None  # the watch has brought our last write back: the body says it all
+            else:
+                # The watch has not yet brought back all we wrote (a pass may write twice: status, then
+                # the record of what act made): plan on what we wrote, so nothing is decided twice.
+                snapshot["status"] = {**kept, **memory.written}
         spec, invalid = parse(snapshot, ref.name)
         observed = observe_store(ref, snapshot, self.cache)
         revision = build.template_revision(spec) if spec else None
@@ -101,28 +101,39 @@ class Pass:
             revision=revision,
             has_ports=spec is not None and build.client_service(ref, spec) is not None,
             child_digests=digests,
-            collisions=collisions(ref, spec, self.cache) if spec else None,
+            collisions=collisions(ref, digests or {}, self.cache),
             refused=refused,
             expansion_refused=expansion[1] if spec and expansion and expansion[0] == str(spec.storage.size) else None,
         )
         new_status = decided.status.to_wire()
         if await self.io(self.actor.write_status, ref, snapshot["status"], new_status):
-            memory.written = (version, new_status)
+            memory.written = new_status
         report_foreign(events, snapshot["status"], decided)
         failed = 0
         if decided.actions and spec is not None and revision is not None:
             provenance = Provenance.of(decided.status.owned, functools.partial(self.actor.write_owned, ref))
+            recorded = dict(provenance.claims), dict(provenance.snapshots)
             outcomes: list[Outcome] = await self.io(self.actor.execute, ref, spec, decided, revision, provenance)
             if provenance.changed:  # act recorded what it made: plan the next pass on that record too
-                memory.written = (version, {**new_status, "owned": provenance.wire()})
+                memory.written = {**new_status, "owned": provenance.wire()}
             now = self.monotonic()
+            made = [  # whatever was created and recorded, even by an action that failed later on
+                Expectation(kind, name, lambda obj: obj is not None, f"{kind} {name} created", now)
+                for kind, before, after in (
+                    ("claims", recorded[0], provenance.claims),
+                    ("snapshots", recorded[1], provenance.snapshots),
+                )
+                for name in after.keys() - before.keys()
+            ]
             self.expectations.add(
                 (ref.namespace, ref.name),
-                [e for o in outcomes if o.error is None for e in expected(o.action, now, digests)],
+                made + [e for o in outcomes if o.error is None for e in expected(o.action, now, digests)],
             )
             report(events, outcomes)
             failed = sum(1 for o in outcomes if o.error)
             remember_refusals(memory, outcomes)
+        elif spec is not None:
+            remember_refusals(memory, [])  # nothing asked of the API server: nothing refused any more
         record(ref, decided, spec.replicas if spec else 0, snapshot["status"], self.clock())
         done = completed_recovery(snapshot["status"], decided)
         if done is not None:
@@ -163,11 +174,12 @@ def wanted_children(ref: StoreRef, spec: ReplicatedStoreSpec) -> dict[str, str]:
     return {key: build.child_fingerprint(manifest) for key, manifest in built.items() if manifest is not None}
 
 
-def collisions(ref: StoreRef, spec: ReplicatedStoreSpec, cache: WatchCache) -> dict[str, str]:
-    """The children this store needs whose names another owner's object holds (``kind/name`` -> who),
-    as far as the cache sees (objects labelled by Phalanx; an unlabelled one shows as a refusal)."""
+def collisions(ref: StoreRef, wanted: Mapping[str, str], cache: WatchCache) -> dict[str, str]:
+    """The children this store needs (``wanted``: ``kind/name`` -> digest) whose names another owner's
+    object holds (``kind/name`` -> who), as far as the cache sees (objects labelled by Phalanx; an
+    unlabelled one shows as a refusal)."""
     found = {}
-    for child in wanted_children(ref, spec):
+    for child in wanted:
         kind, _, name = child.partition("/")
         budget = kind == "disruption-budget"
         existing = cache.find("budgets" if budget else "services", ref.namespace, name)

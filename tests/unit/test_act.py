@@ -146,3 +146,18 @@ def test_a_planned_status_never_carries_kopfs_bookkeeping() -> None:
     assert "kopf" not in wire
     patch = status_patch(status, wire)
     assert patch is not None and "kopf" not in patch
+
+
+def test_a_broken_connection_fails_one_action_and_the_others_still_run_and_are_reported() -> None:
+    class Flaky(FakeKube):
+        def ensure(self, res: Resource, body: Obj, namespace: str | None = None) -> Obj | None:
+            if body["metadata"]["name"] == "orders-4":
+                raise ConnectionResetError("connection reset by peer")
+            return super().ensure(res, body, namespace)
+
+    fake = Flaky()
+    outcomes, _ = run(
+        fake, CreateMember("orders-4", "zone-a", None, "scale"), CreateMember("orders-5", "zone-b", None, "scale")
+    )
+    assert [(o.error is None, o.code) for o in outcomes] == [(False, None), (True, None)]
+    assert "connection reset" in str(outcomes[0].error) and not outcomes[0].refused

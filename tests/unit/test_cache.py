@@ -176,3 +176,13 @@ def test_find_reads_one_object_of_a_namespace() -> None:
     assert cache.find("snapshots", "data", "orders-snap-1") is not None
     assert cache.find("snapshots", "elsewhere", "orders-snap-1") is None
     assert names.STORE_LABEL in cache.find("snapshots", "data", "orders-snap-1")["metadata"]["labels"]  # type: ignore[index]
+
+
+def test_a_node_pool_growing_by_one_node_wakes_no_store() -> None:
+    cache, woken = cache_of(node("n-a-0", "zone-a"))
+    put(cache, "pods", pod("orders-1", "zone-a", node_name="n-a-0"))
+    woken.take()
+    put(cache, "nodes", node("n-a-1", "zone-a"))
+    assert woken.take() == []
+    remove(cache, "nodes", "n-a-1")
+    assert woken.take() == []

@@ -15,6 +15,7 @@ from phalanx.plan import (
     DeletePod,
     DeleteSnapshot,
     EnsureChild,
+    ExpandVolume,
     RetireMember,
     Snapshot,
 )
@@ -111,3 +112,11 @@ def test_stores_keep_their_own_expectations() -> None:
     assert book.unmet(("data", "other"), lookup({}), 1.0) == ([], [])
     book.forget(STORE)
     assert book.unmet(STORE, lookup({}), 1.0) == ([], [])
+
+
+def test_an_expansion_is_seen_whatever_form_the_api_server_writes_the_size_in() -> None:
+    book = Expectations()
+    book.add(STORE, expected(ExpandVolume("orders-1", "1.5Gi", "raised"), 0.0))
+    canonical = {**CLAIM, "spec": {"resources": {"requests": {"storage": "1536Mi"}}}}
+    assert book.unmet(STORE, lookup({("claims", "orders-1"): CLAIM}), 1.0)[0]
+    assert book.unmet(STORE, lookup({("claims", "orders-1"): canonical}), 2.0) == ([], [])

@@ -142,6 +142,13 @@ def test_a_claim_named_as_the_next_member_is_skipped_not_adopted() -> None:
     assert decided.status.last_serial == 5
 
 
+def test_a_stranger_far_ahead_in_the_names_does_not_push_the_serials_past_a_labels_length() -> None:
+    far = claim("orders-99999999999", "zone-a", uid="far")
+    world = replace(ready_store(), claims=(*ready_store().claims, far), foreign=frozenset({"far"}))
+    decided = plan(store_spec(4), observed(world), NOW, has_ports=True)
+    assert [a.member for a in decided.actions if isinstance(a, CreateMember)] == ["orders-4"]
+
+
 def test_a_store_from_before_the_record_adopts_what_it_sees_once_and_records_it() -> None:
     world = ready_store()
     status = {"lastSerial": 3}  # written by a Phalanx that kept no status.owned

@@ -50,9 +50,10 @@ class FakeCache:
 class FakeActor:
     """Records writes; creates what the plan asks (recording each claim as act does) or refuses."""
 
-    def __init__(self, refuse: bool = False) -> None:
+    def __init__(self, refuse: bool = False, refuse_pods: bool = False) -> None:
         self.calls: list[str] = []
         self.refuse = refuse
+        self.refuse_pods = refuse_pods
 
     def write_status(self, store: StoreRef, current: Obj, new: Obj) -> bool:
         if status_patch(current, new) is None:
@@ -74,6 +75,9 @@ class FakeActor:
                 continue
             if isinstance(action, CreateMember):
                 provenance.add(provenance.claims, action.member, f"pvc-{action.member}")
+                if self.refuse_pods:  # the claim is made and recorded; its pod is refused
+                    outcomes.append(Outcome(action, "403 Forbidden: exceeded quota", 403))
+                    continue
             outcomes.append(Outcome(action))
         return outcomes
 
@@ -133,7 +137,7 @@ def test_a_new_store_gets_status_before_anything_is_made_then_records_expects_an
     assert failed == 0
     assert actor.calls[0] == "status" and decided.status.last_serial == 3
     assert actor.calls.count("CreateMember") == 3 and actor.calls.count("owned") == 3
-    assert memory.written is not None and [c["name"] for c in memory.written[1]["owned"]["claims"]] == [
+    assert memory.written is not None and [c["name"] for c in memory.written["owned"]["claims"]] == [
         "orders-1",
         "orders-2",
         "orders-3",
@@ -191,3 +195,41 @@ def test_a_store_being_deleted_gets_nothing_written() -> None:
     body["metadata"]["deletionTimestamp"] = "2025-01-01T00:00:00Z"
     decided, _ = run(new_pass(actor, cache), body, Memory(), sink)
     assert decided.actions == () and actor.calls == [] and sink.posted == []  # the finalizer's now
+
+
+def test_a_claim_made_by_an_action_that_failed_later_is_still_expected() -> None:
+    """Its pod refused (a quota), the claim exists and is on record: the store must see it before it
+    plans again, or it would take it for missing and make another member."""
+    actor, cache, sink, memory = FakeActor(refuse_pods=True), FakeCache(), Sink(), Memory()
+    passes = new_pass(actor, cache)
+    run(passes, store_body(), memory, sink)
+    waiting, _ = passes.expectations.unmet((STORE.namespace, STORE.name), lambda kind, name: None, 1.0)
+    assert {("claims", f"orders-{n}") for n in (1, 2, 3)} <= {(e.kind, e.name) for e in waiting}
+
+
+def test_a_pass_plans_on_what_it_wrote_until_the_watch_brings_all_of_it_back() -> None:
+    """A pass writes twice (status, then the record of what act made): a body that shows the first
+    write but not the second is not yet the truth."""
+    actor, cache, sink, memory = FakeActor(), FakeCache(), Sink(), Memory()
+    passes = new_pass(actor, cache)
+    first, _ = run(passes, store_body(), memory, sink)
+    assert memory.written is not None and memory.written["owned"]["claims"]
+    halfway = first.status.to_wire()  # the status write came back (a new version), the record not yet
+    for n, zone in enumerate(ZONES, start=1):  # what the first pass made, in the cache
+        cache.objects["claims"].append(claim(f"orders-{n}", zone, uid=f"pvc-orders-{n}"))
+        cache.objects["pods"].append(pod(f"orders-{n}", zone, node_name=f"node-{zone}-0"))
+    actor.calls.clear()
+    second, _ = run(passes, store_body(halfway, version="2"), memory, sink)
+    assert "CreateMember" not in actor.calls  # its own claims, not strangers' to work around
+    assert second.status.owned is not None and len(second.status.owned.claims) == 3
+    assert ("warn", "ForeignObject") not in sink.posted
+
+
+def test_a_store_with_nothing_to_ask_is_no_longer_stalled_by_old_refusals() -> None:
+    actor, cache, sink, memory = FakeActor(refuse=True), FakeCache(), Sink(), Memory()
+    passes = new_pass(actor, cache)
+    for version in ("1", "2"):
+        run(passes, store_body(version=version), memory, sink)
+    assert memory.refusals is not None and memory.refusals[0] == 2
+    run(passes, store_body(version="3", paused=True), memory, sink)  # nothing asked of the server
+    assert memory.refusals is None
