@@ -600,6 +600,10 @@ class ZoneStatus(_Model):
     """Since when the zone has had no ready node (absent while it has one): a zone whose nodes
     vanished is judged lost only zoneFailureGrace after this."""
 
+    returned_at: datetime | None = None
+    """When the zone last came back from having no ready node. Its nodes still down then are waited
+    for (their members are not replaced) until they are back or zoneFailureGrace has passed since."""
+
 
 class MemberStatus(_Model):
     """One member of the store: a pod and its volume, pinned to a zone."""

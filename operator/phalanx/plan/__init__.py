@@ -76,16 +76,22 @@ from phalanx.plan.membership import (
 )
 from phalanx.plan.placement import (
     desired_zones,
+    grace_start,
     observed_zones,
     place,
     placeable,
+    returning,
+    settled,
     skew,
+    stragglers,
     zone_counts,
     zone_down_since,
     zone_outages,
+    zone_returned_at,
 )
 from phalanx.plan.recovery import (
     loss_of,
+    member_failed_since,
     recover,
     recovery_progress,
     restore_deadline,
@@ -153,8 +159,10 @@ __all__ = [
     "final_snapshot_name",
     "finish_retirements",
     "foreign_report",
+    "grace_start",
     "heal_pods",
     "loss_of",
+    "member_failed_since",
     "member_state",
     "member_statuses",
     "never_served",
@@ -175,15 +183,18 @@ __all__ = [
     "restore_deadline",
     "retire_one",
     "retirement_order",
+    "returning",
     "scale",
     "seed_for",
     "serving",
+    "settled",
     "skew",
     "snapshot_name",
     "snapshot_source",
     "snapshot_status",
     "snapshots_fresh",
     "storage_drift",
+    "stragglers",
     "stuck",
     "take_snapshot",
     "unfinished_recovery",
@@ -191,6 +202,7 @@ __all__ = [
     "zone_counts",
     "zone_down_since",
     "zone_outages",
+    "zone_returned_at",
 ]
 
 
@@ -290,12 +302,18 @@ def next_deadline(spec: ReplicatedStoreSpec, observed: Observed, now: datetime) 
     zone_grace = spec.recovery.zone_failure_grace.total_seconds()
     for node in observed.nodes:
         if node.not_ready_since is not None:
-            elapsed = (now - node.not_ready_since).total_seconds()
-            moments += [member_grace - elapsed, zone_grace - elapsed]
-    for zone in {m.zone for m in observed.members if not observed.zone_nodes(m.zone)}:
-        since = zone_down_since(observed, zone, now) or now
-        moments.append(zone_grace - (now - since).total_seconds())
+            moments.append(zone_grace - (now - node.not_ready_since).total_seconds())
+    for zone in {m.zone for m in observed.members}:
+        if not observed.zone_nodes(zone):
+            since = zone_down_since(observed, zone, now) or now
+            moments.append(zone_grace - (now - since).total_seconds())
+        returned = zone_returned_at(observed, zone, now)
+        if returned is not None:  # its stragglers' wait ends, and it has settled for members to move back
+            moments += [zone_grace - (now - returned).total_seconds(), member_grace - (now - returned).total_seconds()]
     for member in observed.members:
+        failed = member_failed_since(observed, member, now)
+        if failed is not None:
+            moments.append(member_grace - (now - grace_start(spec, observed, member.zone, failed, now)).total_seconds())
         claim = member.claim
         if claim and claim.seeded_from and claim.phase == "Pending" and claim.created:
             moments.append(restore_deadline(spec) - (now - claim.created).total_seconds())

@@ -32,6 +32,7 @@ from phalanx.plan.health import (
 )
 from phalanx.plan.placement import (
     place,
+    settled,
     skew,
     zone_counts,
 )
@@ -164,16 +165,16 @@ def rebalance(
 ) -> tuple[list[Action], int]:
     """Move one member towards the emptiest zone, as budgeted voluntary disruption: a new member there
     first; the surplus is then retired (strays, then the fullest zone), only once everyone serves (I1, I2).
-    Nothing moves while the emptiest zone cannot take a member (down, cordoned): that is an outage's
-    business, not balance's."""
+    Nothing moves while the emptiest zone cannot take a member (down, cordoned, still coming back or
+    back for less than a memberFailureGrace): that is an outage's business, not balance's."""
     if len(observed.members) != spec.replicas or not others_serve(spec, observed.members, observed, None, now):
         return [], last_serial
     stray = [m for m in observed.members if m.zone not in home_zones]
     if skew(home_zones, observed.members) <= 1 and not stray:
         return [], last_serial
     target = place(home_zones, zone_counts(home_zones, observed.members), 1)[0]
-    if target not in placeable_zones:
-        return [], last_serial
+    if target not in placeable_zones or not settled(spec, observed, target, now):
+        return [], last_serial  # a zone still coming back (or just back) gets nothing moved into it yet
     snapshot, source_why = seed_for(spec, observed, now)
     last_serial += 1
     name = member_name(observed.store.name, last_serial)

@@ -25,8 +25,10 @@ from phalanx.plan.health import (
     prior_since,
 )
 from phalanx.plan.placement import (
+    grace_start,
     place,
     placeable,
+    returning,
     zone_counts,
     zone_outages,
 )
@@ -62,15 +64,25 @@ def loss_of(spec: ReplicatedStoreSpec, observed: Observed, member: MemberView, n
         and (now - claim.created).total_seconds() > restore_deadline(spec)
     ):
         return f"RestoreFailed: the restore from {claim.seeded_from} did not complete"
+    failed = member_failed_since(observed, member, now)
+    if failed is None or (now - grace_start(spec, observed, member.zone, failed, now)).total_seconds() < grace:
+        return None
+    node = pod.node if pod is not None else None
+    if observed.node(node) is None:
+        return f"NodeDeleted: node {node} is gone"
+    return f"NodeLost: node {node} not ready for more than {spec.recovery.member_failure_grace}"
+
+
+def member_failed_since(observed: Observed, member: MemberView, now: datetime) -> datetime | None:
+    """Since when the member's node has been down: NotReady since, or (a deleted node) since the
+    member was last seen Unavailable. None while its node is up, or it has no node."""
+    pod = member.pod
     if pod is None or pod.node is None:
         return None
     node = observed.node(pod.node)
     if node is None:
-        since = prior_since(observed, member.name, MemberState.UNAVAILABLE) or now
-        return f"NodeDeleted: node {pod.node} is gone" if (now - since).total_seconds() >= grace else None
-    if not node.ready and node.not_ready_since is not None and (now - node.not_ready_since).total_seconds() >= grace:
-        return f"NodeLost: node {pod.node} not ready for more than {spec.recovery.member_failure_grace}"
-    return None
+        return prior_since(observed, member.name, MemberState.UNAVAILABLE) or now
+    return None if node.ready else node.not_ready_since
 
 
 def recover(
@@ -98,6 +110,13 @@ def recover(
         for zone, confirmed in outages.items()
         if any(m.zone == zone for m in observed.members)
         for why in ["zoneFailure Wait" if majority else "the surviving zones hold no majority of the members"]
+    ]
+    notes += [
+        f"zone {zone} is back but for {', '.join(n.name for n in waited)}: their members are waited for "
+        f"until zoneFailureGrace ({spec.recovery.zone_failure_grace}) after its return"
+        for zone in sorted({m.zone for m in observed.members})
+        for waited in [returning(spec, observed, zone, now)]
+        if waited and any(m.pod is not None and m.pod.node in {n.name for n in waited} for m in observed.members)
     ]
     for member in observed.members:
         if member.zone in outages:

@@ -27,9 +27,11 @@ from phalanx.plan.health import (
     stuck,
 )
 from phalanx.plan.placement import (
+    remembered_zones,
     skew,
     zone_counts,
     zone_down_since,
+    zone_returned_at,
 )
 from phalanx.plan.recovery import (
     recovery_progress,
@@ -174,7 +176,7 @@ def summarise(
 ) -> Summary:
     members = member_statuses(observed, now)
     ready = [m for m in members if m.state is MemberState.READY]
-    per_zone = zone_counts(zones, observed.members)
+    per_zone = zone_counts([*zones, *remembered_zones(spec, observed, now)], observed.members)
     revisions = Counter(m.revision for m in members if m.revision)
     revision = progress.revision
     return Summary(
@@ -187,6 +189,7 @@ def summarise(
                 members=per_zone[z],
                 ready=sum(1 for m in ready if m.zone == z),
                 down_since=zone_down_since(observed, z, now),
+                returned_at=zone_returned_at(observed, z, now),
             )
             for z in sorted(per_zone)
         ],
