@@ -29,6 +29,8 @@ from phalanx.models import (
     RecoverySource,
     RecoverySpec,
     ReplicatedStoreSpec,
+    RetiredVolumePolicy,
+    RetiredVolumesSpec,
     SnapshotSpec,
     StorageSpec,
     UpdateSpec,
@@ -124,6 +126,16 @@ def recovery_specs(draw: st.DrawFn, zones: list[str] | None) -> RecoverySpec:
 
 
 @st.composite
+def retired_volume_specs(draw: st.DrawFn) -> RetiredVolumesSpec:
+    return RetiredVolumesSpec(
+        policy=draw(st.none() | st.sampled_from(RetiredVolumePolicy)),
+        delete_after=draw(
+            st.just(Duration.parse("0s")) | durations(minimum=timedelta(seconds=1), maximum=timedelta(days=3))
+        ),
+    )
+
+
+@st.composite
 def update_specs(draw: st.DrawFn, replicas: int) -> UpdateSpec:
     gate = HealthGateSpec(min_ready_seconds=draw(st.integers(0, 3600)), consecutive_checks=draw(st.integers(1, 100)))
     deadline_floor = timedelta(seconds=max(10, gate.min_ready_seconds + 1))
@@ -162,6 +174,7 @@ def specs(
         recovery=draw(recovery_specs(zone_list)),
         updates=draw(update_specs(count)),
         disruption_budget=DisruptionBudgetSpec(max_unavailable=draw(st.integers(0, max(1, (count - 1) // 2)))),
+        retired_volumes=draw(retired_volume_specs()),
         deletion_policy=draw(st.sampled_from(policies)),
         paused=draw(st.booleans()),
     )

@@ -26,6 +26,7 @@ from phalanx.names import (
     RECLAIM_WAS_ANNOTATION,
     RETAINED_ANNOTATION,
     RETAINED_CLAIM_ANNOTATION,
+    RETIRED_AT_ANNOTATION,
     RETIRED_LABEL,
     StoreRef,
 )
@@ -256,7 +257,10 @@ class Actor:
                 self.kube.delete(k.PODS, member, ns, uid=uid)
             case RetireMember(member=member, pod_uid=pod_uid, claim_uid=claim_uid, delete_volume=delete_volume):
                 if claim_uid is not None:  # first, so that an interrupted retirement is never taken for a loss
-                    self.kube.patch(k.PVCS, member, {"metadata": {"labels": {RETIRED_LABEL: "true"}}}, ns)
+                    mark: dict[str, Any] = {"labels": {RETIRED_LABEL: "true"}}
+                    if not delete_volume:  # dated: spec.retiredVolumes counts from it (a volume going needs none)
+                        mark["annotations"] = {RETIRED_AT_ANNOTATION: _stamp()}
+                    self.kube.patch(k.PVCS, member, {"metadata": mark}, ns)
                 if pod_uid is not None:  # marked too: its claim may vanish from view before it does
                     self.kube.patch(k.PODS, member, {"metadata": {"labels": {RETIRED_LABEL: "true"}}}, ns)
                     self.kube.delete(k.PODS, member, ns, uid=pod_uid)
@@ -345,8 +349,7 @@ class Actor:
                 self.kube.delete(k.PODS, member, ns, uid=uid)
             case KeepVolume(member=member, uid=uid):
                 self._pin_volume(ns, member, keep_for=uid)
-                stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-                self.kube.patch(k.PVCS, member, {"metadata": {"annotations": {RETAINED_ANNOTATION: stamp}}}, ns)
+                self.kube.patch(k.PVCS, member, {"metadata": {"annotations": {RETAINED_ANNOTATION: _stamp()}}}, ns)
             case DeleteVolume(member=member, uid=uid):
                 self._unpin_volume(ns, member)
                 self.kube.delete(k.PVCS, member, ns, uid=uid)
@@ -354,3 +357,8 @@ class Actor:
                 self.kube.ensure(k.SNAPSHOTS, build.volume_snapshot(store, spec, member, zone, name, final=True), ns)
             case _:
                 assert_never(action)
+
+
+def _stamp() -> str:
+    """Now, as an annotation holds a time (RFC 3339, whole seconds, UTC)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

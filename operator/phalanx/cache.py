@@ -77,7 +77,13 @@ def slim_claim(pvc: Obj) -> Obj:
     spec = pvc.get("spec") or {}
     requested = ((spec.get("resources") or {}).get("requests") or {}).get("storage")
     return {
-        "metadata": _meta(pvc, names.SEEDED_FROM_ANNOTATION, names.RETAINED_ANNOTATION, names.REPLACES_ANNOTATION),
+        "metadata": _meta(
+            pvc,
+            names.SEEDED_FROM_ANNOTATION,
+            names.RETAINED_ANNOTATION,
+            names.REPLACES_ANNOTATION,
+            names.RETIRED_AT_ANNOTATION,
+        ),
         "spec": {
             "volumeName": spec.get("volumeName"),
             "dataSource": spec.get("dataSource"),

@@ -66,6 +66,18 @@ SNAPSHOT_AGE = Gauge(
     ["namespace", "store"],
     registry=REGISTRY,
 )
+RETIRED_VOLUMES = Gauge(
+    "phalanx_retired_volumes",
+    "Volumes of retired members a store still keeps (spec.retiredVolumes).",
+    ["namespace", "store"],
+    registry=REGISTRY,
+)
+RETIRED_VOLUME_BYTES = Gauge(
+    "phalanx_retired_volume_bytes",
+    "Storage requested by the volumes of retired members a store still keeps, in bytes.",
+    ["namespace", "store"],
+    registry=REGISTRY,
+)
 SNAPSHOTS = Gauge("phalanx_snapshots", "Ready snapshots of a store.", ["namespace", "store"], registry=REGISTRY)
 API_REQUESTS = Counter(
     "phalanx_api_requests_total",

@@ -256,6 +256,13 @@ class DeletionPolicy(enum.StrEnum):
     DELETE = "Delete"
 
 
+class RetiredVolumePolicy(enum.StrEnum):
+    """What becomes of a retired member's volume while the store lives."""
+
+    RETAIN = "Retain"
+    DELETE = "Delete"
+
+
 class StorePhase(enum.StrEnum):
     """One word for the store's state; conditions carry the detail."""
 
@@ -458,6 +465,31 @@ class UpdateSpec(_Model):
     """Pause rollouts: no member is updated until this is false again. Recovery and snapshots go on."""
 
 
+class RetiredVolumesSpec(_Model):
+    """What becomes of the volume of a member that left the store: one lost and replaced, one retired
+    when the store shrank or moved a member to another zone. Such a volume may hold the only copy of
+    data written while the store was short of a member, so it goes only when this says so, and only
+    once the store is whole again (every member Ready)."""
+
+    policy: RetiredVolumePolicy | None = None
+    """`Retain`: keep every retired volume until you delete it. `Delete`: delete it once the member
+    that replaced it (for a member that left without a replacement: every member) has been Ready for
+    `deleteAfter`, counted from the member's retirement at the earliest, and every member is Ready.
+    Omit it to follow deletionPolicy: `Delete` for a store whose deletionPolicy is Delete, `Retain`
+    otherwise."""
+
+    delete_after: Duration = Duration.parse("0s")
+    """With policy `Delete`: how long a retired volume is kept after its replacement became Ready
+    (for example 24h), so that a replacement that fails soon after can still be rebuilt from it.
+    0s deletes it as soon as the store is whole."""
+
+    def effective_policy(self, deletion: DeletionPolicy) -> RetiredVolumePolicy:
+        """`policy`, or what deletionPolicy implies when it is not set."""
+        if self.policy is not None:
+            return self.policy
+        return RetiredVolumePolicy.DELETE if deletion is DeletionPolicy.DELETE else RetiredVolumePolicy.RETAIN
+
+
 class DisruptionBudgetSpec(_Model):
     """The PodDisruptionBudget that protects the store from voluntary evictions, such as node drains."""
 
@@ -525,6 +557,10 @@ class ReplicatedStoreSpec(_Model):
 
     disruption_budget: DisruptionBudgetSpec = Field(default_factory=DisruptionBudgetSpec)
     """Protection against voluntary evictions (node drains)."""
+
+    retired_volumes: RetiredVolumesSpec = Field(default_factory=RetiredVolumesSpec)
+    """What becomes of retired members' volumes while the store lives (deletionPolicy says what
+    becomes of every volume when the store is deleted)."""
 
     deletion_policy: DeletionPolicy = DeletionPolicy.RETAIN
     """What happens to the members' volumes when the store is deleted. `Retain`: keep them (a store
@@ -651,6 +687,19 @@ class SnapshotStatus(_Model):
 
     last_failure: Text | None = None
     """The last failed VolumeSnapshot counted in ``failures``."""
+
+
+class RetiredVolumesStatus(_Model):
+    """Volumes of members that left the store, kept (spec.retiredVolumes)."""
+
+    count: Count = 0
+    """Retired members' volumes that still exist."""
+
+    bytes: Count = 0
+    """The storage they request, in bytes."""
+
+    next_deletion: datetime | None = None
+    """When the policy deletes the next of them, as far as the store is whole (absent: none is due)."""
 
 
 class RecoveryRecord(_Model):
@@ -780,6 +829,9 @@ class ReplicatedStoreStatus(_Model):
 
     last_recovery: RecoveryRecord | None = None
     """The most recent replacement of a lost member."""
+
+    retired_volumes: RetiredVolumesStatus | None = None
+    """Volumes of retired members still kept; absent when there are none."""
 
     rollout: RolloutStatus | None = None
     """The rollout in flight; absent when none is."""

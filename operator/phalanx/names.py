@@ -47,7 +47,10 @@ the same name never seeds its members from a predecessor's snapshots."""
 FINAL_LABEL: Final = PREFIX + "final"
 """On the final VolumeSnapshots of a store deleted with deletionPolicy Snapshot: never pruned."""
 REPLACES_ANNOTATION: Final = PREFIX + "replaces"
-"""On a replacement member's PVC: the lost member it replaces (for the record)."""
+"""On a replacement member's PVC: the lost member it replaces. A retired volume's clock
+(spec.retiredVolumes) runs from when its replacement became Ready."""
+RETIRED_AT_ANNOTATION: Final = PREFIX + "retired-at"
+"""On a retired member's PVC: when it was retired (RFC 3339), set with the retired label."""
 
 FINALIZER: Final = PREFIX + "finalizer"
 """Holds a store until its deletion policy has been applied to its volumes."""

@@ -38,6 +38,16 @@ def _time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
+def _written_time(value: str | None) -> datetime | None:
+    """A time in an annotation, which anyone who may edit the object can write: None unless it parses
+    as an aware RFC 3339 time (a careless edit leaves the object undated, it does not stop observe)."""
+    try:
+        parsed = _time(value)
+    except ValueError:
+        return None
+    return parsed if parsed is not None and parsed.tzinfo is not None else None
+
+
 def _condition(obj: Raw, kind: str) -> Raw | None:
     for condition in (obj.get("status") or {}).get("conditions") or []:
         if condition.get("type") == kind:
@@ -115,6 +125,10 @@ class ClaimView:
     """Its bound PersistentVolume's reclaim policy (None: not bound, or the volume is not in view)."""
     retained: bool = False
     """Marked kept by the finalizer of a store deleted with deletionPolicy Retain."""
+    retired_at: datetime | None = None
+    """When it was retired (None: not retired, or retired by a version that did not record it)."""
+    replaces: str | None = None
+    """The member it was made to replace."""
 
     @classmethod
     def of(cls, pvc: Raw, volume: Raw | None = None) -> ClaimView:
@@ -127,6 +141,8 @@ class ClaimView:
             storage_class=spec.get("storageClassName"),
             reclaim_policy=((volume or {}).get("spec") or {}).get("persistentVolumeReclaimPolicy"),
             retained=names.RETAINED_ANNOTATION in annotations,
+            retired_at=_written_time(annotations.get(names.RETIRED_AT_ANNOTATION)),
+            replaces=annotations.get(names.REPLACES_ANNOTATION) or None,
             name=meta["name"],
             uid=meta.get("uid", ""),
             phase=(pvc.get("status") or {}).get("phase") or "Pending",

@@ -259,6 +259,9 @@ def record(ref: StoreRef, plan_: Plan, desired: int, previous: Mapping[str, Any]
     done = completed_recovery(previous, plan_)
     if done is not None and done.seconds is not None:
         metrics.RECOVERY_SECONDS.labels(done.source.value).observe(done.seconds)
+    retired = status.retired_volumes
+    metrics.of(metrics.RETIRED_VOLUMES, ns, name).set(retired.count if retired else 0)
+    metrics.of(metrics.RETIRED_VOLUME_BYTES, ns, name).set(retired.bytes if retired else 0)
     if status.snapshots is not None:
         metrics.of(metrics.SNAPSHOTS, ns, name).set(status.snapshots.count)
         if status.snapshots.latest_time is not None:

@@ -327,3 +327,64 @@ def ready_members(pods: list[Obj], live: dict[str, Obj]) -> int:
         and not p["metadata"].get("deletionTimestamp")
         and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])
     )
+
+
+def test_a_zone_whose_nodes_return_one_at_a_time_replaces_nobody(
+    operator: Operator, kube: Kube, namespace: str, sim: SimulatorHandle
+) -> None:
+    """Zone-b's two nodes stop together and come back one at a time, the second more than a
+    memberFailureGrace after the first: the members on the second are part of the zone's outage,
+    not losses of their own. A watch sees every claim event: none is retired, none is created."""
+    grace = 3.0
+    recovery = {"memberFailureGrace": f"{grace:g}s", "zoneFailureGrace": "90s", "zoneFailure": "Wait"}
+    stores = ("east", "west")
+    for name in stores:
+        kube.create(k.STORES, store(name, replicas=6, recovery=recovery), namespace)
+    for name in stores:
+        wait_ready(kube, namespace, name, 6)
+    claims_before = {c["metadata"]["name"] for name in stores for c in member_claims(kube, namespace, name)}
+    on_node = Counter(
+        p["spec"].get("nodeName")
+        for name in stores
+        for p in member_pods(kube, namespace, name)
+        if p["spec"].get("nodeName")
+    )
+    first, last = sorted(sim.nodes("zone-b"), key=lambda n: on_node[n["metadata"]["name"]])
+    first_node, last_node = first["metadata"]["name"], last["metadata"]["name"]
+    assert on_node[last_node] > 0, "a member must be on the node that comes back last"
+    watcher = Watcher(kube, k.PVCS, namespace, limit=240)
+    try:
+        sim.stop_zone("zone-b")
+        wait_for(lambda: not sim.node_ready(first_node) and not sim.node_ready(last_node), "zone-b down", timeout=60)
+
+        def zone_b(name: str) -> Obj:
+            status = kube.get(k.STORES, name, namespace).get("status") or {}
+            return next(z for z in status.get("zones") or [] if z["name"] == "zone-b")
+
+        wait_for(lambda: all(zone_b(n).get("downSince") for n in stores), "zone-b reported down", timeout=30)
+        sim.start_node(first_node)
+        wait_for(lambda: all(zone_b(n).get("returnedAt") for n in stores), "zone-b's return recorded", timeout=60)
+        back = time.monotonic()
+
+        def waiting_said(name: str) -> bool:
+            message = condition(kube.get(k.STORES, name, namespace), "Reconciling").get("message", "")
+            return f"but for {last_node}" in message
+
+        wait_for(lambda: any(waiting_said(n) for n in stores), f"the wait for {last_node} reported", timeout=30)
+        # The gap is the scenario: the straggler stays down well past its own grace, while the
+        # operator keeps looking (each pass counted), before it comes back.
+        wait_for(lambda: time.monotonic() - back > 3 * grace, "three member graces since the zone returned")
+        for name in stores:
+            passes(operator, kube, namespace, name)
+        sim.start_node(last_node)
+        for name in stores:
+            wait_ready(kube, namespace, name, 6, timeout=90)
+    finally:
+        events = watcher.stop()
+    retired = [o["metadata"]["name"] for _, o in events if (o["metadata"].get("labels") or {}).get(names.RETIRED_LABEL)]
+    created = [o["metadata"]["name"] for kind, o in events if kind == "ADDED"]
+    assert retired == [], f"members were retired although their nodes came back: {sorted(set(retired))}"
+    assert created == [], f"members were replaced although their nodes came back: {created}"
+    assert {c["metadata"]["name"] for name in stores for c in member_claims(kube, namespace, name)} == claims_before
+    for name in stores:
+        assert not (kube.get(k.STORES, name, namespace).get("status") or {}).get("lastRecovery")

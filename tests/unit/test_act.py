@@ -4,14 +4,16 @@ creates is recorded (status.owned) before anything is built on it."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from phalanx import kube as k
+from phalanx import names
 from phalanx.act import Actor, Provenance, status_patch
 from phalanx.kube import ApiError, Resource
-from phalanx.plan import CreateMember, EnsureChild, Plan, Snapshot, plan
+from phalanx.plan import CreateMember, EnsureChild, Plan, RetireMember, Snapshot, plan
 from tests.unit.test_plan import NOW, ZONES
 from tests.unit.world import STORE, empty_world, observed, stamp, store_spec
 
@@ -24,6 +26,7 @@ class FakeKube:
     def __init__(self, *existing: tuple[Resource, Obj]) -> None:
         self.objects: dict[tuple[str, str], Obj] = {(r.plural, o["metadata"]["name"]): o for r, o in existing}
         self.calls: list[tuple[str, str, str]] = []
+        self.patches: list[tuple[str, str, Any]] = []
         self.made = 0
 
     def ensure(self, res: Resource, body: Obj, namespace: str | None = None) -> Obj | None:
@@ -44,6 +47,7 @@ class FakeKube:
 
     def patch(self, res: Resource, name: str, patch: Any, namespace: str | None = None, **_: Any) -> Obj:
         self.calls.append(("patch", res.plural, name))
+        self.patches.append((res.plural, name, patch))
         return {}
 
 
@@ -161,3 +165,15 @@ def test_a_broken_connection_fails_one_action_and_the_others_still_run_and_are_r
     )
     assert [(o.error is None, o.code) for o in outcomes] == [(False, None), (True, None)]
     assert "connection reset" in str(outcomes[0].error) and not outcomes[0].refused
+
+
+def test_a_retirement_that_keeps_the_volume_dates_it() -> None:
+    """spec.retiredVolumes counts from the date; a volume retired to be deleted at once needs none."""
+    fake = FakeKube()
+    [outcome], _ = run(fake, RetireMember("orders-2", None, "pvc-uid", delete_volume=False, why="lost"))
+    assert outcome.error is None
+    [(plural, name, patch)] = fake.patches
+    assert (plural, name) == ("persistentvolumeclaims", "orders-2")
+    assert patch["metadata"]["labels"] == {names.RETIRED_LABEL: "true"}
+    dated = datetime.fromisoformat(patch["metadata"]["annotations"][names.RETIRED_AT_ANNOTATION])
+    assert abs((dated - datetime.now(UTC)).total_seconds()) < 5

@@ -3,8 +3,13 @@ and never by scanning other stores' series."""
 
 from __future__ import annotations
 
-from phalanx import metrics
+from dataclasses import replace
+
+from phalanx import metrics, reconcile
+from phalanx.names import StoreRef
+from phalanx.plan import plan
 from phalanx.settings import Settings
+from tests.unit.world import claim, empty_world, observed, store_spec, with_members
 
 
 def series(name: str) -> set[tuple[str, ...]]:
@@ -39,3 +44,21 @@ def test_the_worker_setting_that_could_deadlock_is_gone_and_reported() -> None:
     assert settings.retired == ("PHALANX_WORKERS",)
     assert settings.api_threads == 8
     assert Settings.from_env({}).retired == ()
+
+
+def sample(name: str) -> float | None:
+    return metrics.REGISTRY.get_sample_value(name, {"namespace": "m3", "store": "orders"})
+
+
+def test_retired_volumes_are_counted_with_their_bytes_and_zeroed_when_gone() -> None:
+    spec = store_spec(1, retiredVolumes={"policy": "Retain"})
+    world = with_members(empty_world(["zone-a"]), (1, "zone-a"))
+    kept = claim("orders-2", "zone-a", retired=True)
+    kept["spec"]["resources"] = {"requests": {"storage": "2Gi"}}
+    with_kept = replace(world, claims=(*world.claims, kept))
+    ref = StoreRef(name="orders", namespace="m3", uid="u")
+    reconcile.record(ref, plan(spec, observed(with_kept), with_kept.now), 1, {}, with_kept.now)
+    assert sample("phalanx_retired_volumes") == 1
+    assert sample("phalanx_retired_volume_bytes") == 2 * 1024**3
+    reconcile.record(ref, plan(spec, observed(world), world.now), 1, {}, world.now)
+    assert sample("phalanx_retired_volumes") == 0

@@ -319,3 +319,22 @@ def test_the_stored_status_is_parsed_once_and_a_stranger_field_loses_nothing_els
     member = seen.previous_member("orders-1")
     assert member is not None and member.since == EPOCH.replace(second=5)
     assert seen.previous.last_recovery is not None and seen.previous.last_recovery.member == "orders-2"
+
+
+@pytest.mark.parametrize(
+    ("written", "seen"),
+    [
+        (stamp(60), EPOCH.replace(minute=1)),
+        ("yesterday", None),
+        ("2025-01-01T00:00:00", None),  # no zone: not a moment
+        ("", None),
+    ],
+)
+def test_a_retirement_date_is_read_only_when_it_is_a_moment(written: str, seen: Any) -> None:
+    """Anyone who may edit a claim can write the annotation: a bad one leaves it undated, it does not
+    stop the store's observation."""
+    raw = claim("orders-2", "zone-a", retired=True, replaces="orders-1")
+    raw["metadata"]["annotations"]["phalanx.dev/retired-at"] = written
+    view = ClaimView.of(raw)
+    assert view.retired_at == seen
+    assert view.replaces == "orders-1"

@@ -51,7 +51,7 @@ from phalanx.plan import (
     skew,
     zone_counts,
 )
-from tests.strategies import ZONE_POOL, recovery_specs, snapshot_specs, specs
+from tests.strategies import ZONE_POOL, recovery_specs, retired_volume_specs, snapshot_specs, specs
 from tests.unit.world import (
     EPOCH,
     START,
@@ -390,6 +390,7 @@ def planner_specs(
         storage=BASE.storage,
         snapshots=snapshots,
         recovery=draw(recovery_specs(zone_list)),
+        retired_volumes=draw(retired_volume_specs()),
         deletion_policy=draw(st.sampled_from(policies)),
     )
 
@@ -556,6 +557,8 @@ CLAIM_STATES: dict[str, dict[str, Any] | None] = {
     "lost": {"phase": "Lost"},
     "terminating": {"phase": "Bound", "terminating": True},
     "retired": {"phase": "Bound", "retired": True},
+    "retired-just-now": {"phase": "Bound", "retired": True, "retired_at": START - 1},
+    "retired-undated": {"phase": "Bound", "retired": True, "retired_at": -1},
 }
 NODE_STATES: dict[str, dict[str, Any]] = {
     "ready": {},

@@ -1,8 +1,12 @@
-"""The design's invariants I1 and I4 as properties, over generated worlds that include snapshots of
-every kind (ready or not, fresh or old, this store's, a predecessor's) and a recorded recovery.
+"""The design's invariants I1, I3 and I4 as properties, over generated worlds that include snapshots of
+every kind (ready or not, fresh or old, this store's, a predecessor's), retired volumes dated or not,
+and a recorded recovery.
 
 - I1: a voluntary disruption (scale down, rebalancing) takes at most one member, and only while every
   other member serves (a member stuck past its progress deadline neither counts nor blocks).
+- I3: a volume goes only when spec.retiredVolumes (or deletionPolicy) deletes retired volumes: a
+  retired one once every member is there and Ready and its replacement has been Ready for
+  deleteAfter; a member's own, on scale down, only with no delay to wait out and the others serving.
 - I4: a member is seeded only from a ready snapshot of the same store, younger than ``maxAge``.
 """
 
@@ -15,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from phalanx import names
-from phalanx.models import ReplicatedStoreSpec
+from phalanx.models import ReplicatedStoreSpec, RetiredVolumePolicy
 from phalanx.plan import CreateMember, RetireMember, plan, serving, stuck
 from tests.unit.test_plan import ANY_SPEC, PROPERTY, ZONES, worlds
 from tests.unit.world import (
@@ -146,3 +150,34 @@ def test_i1_a_voluntary_disruption_takes_one_member_and_only_while_the_others_se
             continue  # a member that does not serve disrupts nothing by leaving
         others = [m for m in seen.members if m is not taken]
         assert all(serving(m, seen) or stuck(m, seen, deadline, world.now) for m in others), action
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.tuples(worlds(), ANY_SPEC), shrinking()), RECOVERY)
+def test_i3_a_volume_goes_only_when_the_policy_says_and_the_store_is_whole(
+    case: tuple[World, ReplicatedStoreSpec], status: dict[str, Any]
+) -> None:
+    world, spec = case
+    seen = observed(world, status)
+    decided = plan(spec, seen, world.now, has_ports=True)
+    deleting = spec.retired_volumes.effective_policy(spec.deletion_policy) is RetiredVolumePolicy.DELETE
+    after = spec.retired_volumes.delete_after
+    deadline = spec.updates.progress_deadline.total_seconds()
+    retired = {c.name: c for c in seen.retired_claims}
+    for action in decided.actions:
+        if not (isinstance(action, RetireMember) and action.delete_volume):
+            continue
+        assert deleting, (action, spec.retired_volumes, spec.deletion_policy)
+        if action.member in retired:
+            assert len(seen.members) >= spec.replicas and all(serving(m, seen) for m in seen.members), action
+            claim = retired[action.member]
+            assert claim.retired_at is not None and world.now - claim.retired_at >= after, action
+            successor = [m for m in seen.members if m.claim is not None and m.claim.replaces == action.member]
+            for member in successor:
+                assert member.pod is not None and member.pod.ready_since is not None
+                assert world.now - member.pod.ready_since >= after, action
+        else:
+            assert after.total_seconds() == 0, action
+            taken = seen.member(action.member)
+            others = [m for m in seen.members if m is not taken]
+            assert all(serving(m, seen) or stuck(m, seen, deadline, world.now) for m in others), action

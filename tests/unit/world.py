@@ -142,9 +142,13 @@ def claim(
     terminating: bool = False,
     created: int = 0,
     retained: bool = False,
+    retired_at: int | None = None,
+    replaces: str | None = None,
 ) -> Raw:
     """A member's PersistentVolumeClaim; a Bound or Lost one names a volume (``pv-<member>`` unless told);
-    ``retained``: marked kept by the finalizer of a deleted Retain store."""
+    ``retained``: marked kept by the finalizer of a deleted Retain store; a ``retired`` one is dated
+    ``retired_at`` (default: when it was created; -1: not dated, as an older Phalanx left it);
+    ``replaces``: the member it was made to replace."""
     labels = {names.STORE_LABEL: store, names.MEMBER_LABEL: member, names.ZONE_LABEL: zone}
     if retired:
         labels[names.RETIRED_LABEL] = "true"
@@ -154,8 +158,15 @@ def claim(
         "labels": labels,
         "creationTimestamp": stamp(created),
     }
+    annotations: dict[str, str] = {}
     if seeded_from:
-        metadata["annotations"] = {names.SEEDED_FROM_ANNOTATION: seeded_from}
+        annotations[names.SEEDED_FROM_ANNOTATION] = seeded_from
+    if retired and retired_at != -1:
+        annotations[names.RETIRED_AT_ANNOTATION] = stamp(created if retired_at is None else retired_at)
+    if replaces:
+        annotations[names.REPLACES_ANNOTATION] = replaces
+    if annotations:
+        metadata["annotations"] = annotations
     if retained:
         metadata.setdefault("annotations", {})[names.RETAINED_ANNOTATION] = stamp(created)
     if terminating:
@@ -324,9 +335,15 @@ def apply(world: World, plan: Plan) -> World:
                 if key in children:
                     rejected.append(f"create {key}: exists")
                 children.add(key)
-            case CreateMember(member=member, zone=zone, snapshot=snapshot):
+            case CreateMember(member=member, zone=zone, snapshot=snapshot, replaces=replaces):
                 made = claim(
-                    member, zone, uid=f"pvc-{member}-{writes}", phase="Pending", seeded_from=snapshot, created=now
+                    member,
+                    zone,
+                    uid=f"pvc-{member}-{writes}",
+                    phase="Pending",
+                    seeded_from=snapshot,
+                    created=now,
+                    replaces=replaces,
                 )
                 create(claims, member, "claim", made)
                 create(pods, member, "pod", new_pod(member, zone))
@@ -341,6 +358,8 @@ def apply(world: World, plan: Plan) -> World:
                     if member in claims:
                         retired = copy.deepcopy(claims[member])
                         retired["metadata"]["labels"][names.RETIRED_LABEL] = "true"
+                        if not delete_volume:  # dated, as act dates a volume that stays
+                            retired["metadata"].setdefault("annotations", {})[names.RETIRED_AT_ANNOTATION] = stamp(now)
                         claims[member] = retired
                     else:
                         rejected.append(f"retire claim {member}: gone")

@@ -120,8 +120,12 @@ from phalanx.plan.status import (
     member_statuses,
 )
 from phalanx.plan.volumes import (
+    delete_at_retirement,
+    deletes_retired,
     pin_volumes,
     prune_retired_volumes,
+    retired_clock,
+    retired_report,
     storage_drift,
 )
 
@@ -152,6 +156,8 @@ __all__ = [
     "blocked_by",
     "build_status",
     "condition",
+    "delete_at_retirement",
+    "deletes_retired",
     "desired_zones",
     "ensure_children",
     "failure_backoff",
@@ -182,6 +188,8 @@ __all__ = [
     "recovery_progress",
     "restore_deadline",
     "retire_one",
+    "retired_clock",
+    "retired_report",
     "retirement_order",
     "returning",
     "scale",
@@ -257,7 +265,7 @@ def plan(
     actions += heal_pods(observed, skip=leaving)  # the fast path: same volume; none for a member leaving
     actions += membership
     if not any(isinstance(a, (CreateMember, RetireMember)) for a in actions):  # I3: only once all settled
-        actions += prune_retired_volumes(spec, observed)
+        actions += prune_retired_volumes(spec, observed, now)
     actions += pin_volumes(spec, observed)  # every pass: a volume bound since is pinned at once
     expansions, storage = storage_drift(spec, observed, expansion_refused)
     actions += expansions
@@ -323,5 +331,8 @@ def next_deadline(spec: ReplicatedStoreSpec, observed: Observed, now: datetime) 
         elif claim.created is not None and never_served(member):  # when it will count as stuck
             progress = spec.updates.progress_deadline.total_seconds()
             moments.append(progress - (now - claim.created).total_seconds())
+    retired = retired_report(spec, observed)
+    if retired is not None and retired.next_deletion is not None:
+        moments.append((retired.next_deletion - now).total_seconds())
     future = [m for m in moments if m > 0]
     return min(future) + 0.1 if future else REQUEUE_STEADY

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from phalanx.models import (
-    DeletionPolicy,
     MemberState,
     ReplicatedStoreSpec,
 )
@@ -41,6 +40,9 @@ from phalanx.plan.recovery import (
 )
 from phalanx.plan.snapshots import (
     seed_for,
+)
+from phalanx.plan.volumes import (
+    delete_at_retirement,
 )
 
 
@@ -142,14 +144,17 @@ def retire_one(
     stuck member, which never served, neither counts nor blocks)."""
     deadline = spec.updates.progress_deadline.total_seconds()
     candidate = retirement_order(members, observed, zones, deadline, now)[0]
-    if serving(candidate, observed) and not others_serve(spec, members, observed, candidate, now):
+    others = others_serve(spec, members, observed, candidate, now)
+    if serving(candidate, observed) and not others:
         return []  # quorum first: wait until every other member serves (I2)
     return [
         RetireMember(
             candidate.name,
             candidate.pod.uid if candidate.pod else None,
             candidate.claim.uid if candidate.claim else None,
-            delete_volume=spec.deletion_policy is DeletionPolicy.DELETE,
+            # A broken member leaving while others do not serve keeps its volume, retired, until
+            # the store is whole again (I3): it may hold what they lack.
+            delete_volume=delete_at_retirement(spec) and others,
             why=f"{len(members)} members for {spec.replicas} replicas: retiring the newest of the fullest zone",
         )
     ]

@@ -40,6 +40,9 @@ from phalanx.plan.snapshots import (
     snapshot_status,
     snapshots_fresh,
 )
+from phalanx.plan.volumes import (
+    retired_report,
+)
 
 
 def member_statuses(observed: Observed, now: datetime) -> list[MemberStatus]:
@@ -320,6 +323,7 @@ def build_status(
         snapshots=snapshot_status(observed),
         last_recovery=s.last_recovery,
         owned=observed.owned,
+        retired_volumes=retired_report(spec, observed),
     )
 
 

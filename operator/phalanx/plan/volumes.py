@@ -1,19 +1,24 @@
-"""Volumes: pinned from the start, retired ones pruned by policy, and storage edits applied or reported."""
+"""Volumes: pinned from the start, retired ones pruned by spec.retiredVolumes (I3), and storage
+edits applied or reported."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from phalanx.models import (
     DeletionPolicy,
     ReplicatedStoreSpec,
+    RetiredVolumePolicy,
+    RetiredVolumesStatus,
 )
-from phalanx.observe import Observed
+from phalanx.observe import ClaimView, Observed
 from phalanx.plan.actions import (
     Action,
     ExpandVolume,
     PinVolume,
     RetireMember,
 )
-from phalanx.plan.budget import others_serve
+from phalanx.plan.health import serving
 from phalanx.units import Quantity
 
 
@@ -34,17 +39,81 @@ def pin_volumes(spec: ReplicatedStoreSpec, observed: Observed) -> list[Action]:
     ]
 
 
-def prune_retired_volumes(spec: ReplicatedStoreSpec, observed: Observed) -> list[Action]:
-    """Volumes of members retired after a loss go (policy Delete) once every member is ready again (I3)."""
-    if spec.deletion_policy is not DeletionPolicy.DELETE or not others_serve(spec, observed.members, observed):
+def deletes_retired(spec: ReplicatedStoreSpec) -> bool:
+    """Whether spec.retiredVolumes (or, unset, deletionPolicy) deletes retired members' volumes."""
+    return spec.retired_volumes.effective_policy(spec.deletion_policy) is RetiredVolumePolicy.DELETE
+
+
+def delete_at_retirement(spec: ReplicatedStoreSpec) -> bool:
+    """Whether a member retired while every other serves (scale down, a move) takes its volume at
+    once: the policy deletes retired volumes, with no delay to wait out."""
+    return deletes_retired(spec) and spec.retired_volumes.delete_after.total_seconds() == 0
+
+
+def kept(observed: Observed) -> list[ClaimView]:
+    """Retired members' volumes that the policy may still act on: not going, not kept by a finalizer."""
+    return [c for c in observed.retired_claims if not c.terminating and not c.retained]
+
+
+def whole(spec: ReplicatedStoreSpec, observed: Observed) -> bool:
+    """Every member there and Ready: the only state in which a retired volume may go (I3)."""
+    return len(observed.members) >= spec.replicas and all(serving(m, observed) for m in observed.members)
+
+
+def retired_clock(observed: Observed, retired: ClaimView) -> datetime | None:
+    """From when a retired volume's deleteAfter counts: its retirement or, later, when the member
+    that replaced it became Ready. None while its replacement is not Ready, or its retirement was
+    not dated."""
+    if retired.retired_at is None:
+        return None
+    successor = next((m for m in observed.members if m.claim is not None and m.claim.replaces == retired.name), None)
+    if successor is None:
+        return retired.retired_at
+    if not serving(successor, observed) or successor.pod is None or successor.pod.ready_since is None:
+        return None
+    return max(retired.retired_at, successor.pod.ready_since)
+
+
+def prune_retired_volumes(spec: ReplicatedStoreSpec, observed: Observed, now: datetime) -> list[Action]:
+    """Retired members' volumes go by spec.retiredVolumes: under policy Delete, once the store is
+    whole and the volume's replacement has been Ready for deleteAfter (I3). A retirement that was not
+    dated (an older Phalanx retired it) is dated now, so that its wait starts."""
+    if not deletes_retired(spec):
         return []
-    if len(observed.members) < spec.replicas:
-        return []
-    return [
-        RetireMember(c.name, None, c.uid, delete_volume=True, why=f"retired volume {c.name}: its replacement is ready")
-        for c in observed.retired_claims
-        if not c.terminating
-    ]
+    after = spec.retired_volumes.delete_after
+    actions: list[Action] = []
+    leaving = {p.name for p in observed.retired_pods}  # its retirement is still being finished: one thing at a time
+    for claim in kept(observed):
+        if claim.retired_at is None and claim.name not in leaving:
+            why = f"retired volume {claim.name}: dating its retirement, so that deleteAfter ({after}) can count"
+            actions.append(RetireMember(claim.name, None, claim.uid, delete_volume=False, why=why))
+    if not whole(spec, observed):
+        return actions
+    for claim in kept(observed):
+        start = retired_clock(observed, claim)
+        if start is not None and now - start >= after:
+            why = f"retired volume {claim.name}: the store is whole and its replacement Ready for {after} or more"
+            actions.append(RetireMember(claim.name, None, claim.uid, delete_volume=True, why=why))
+    return actions
+
+
+def retired_report(spec: ReplicatedStoreSpec | None, observed: Observed) -> RetiredVolumesStatus | None:
+    """Retired volumes still kept: how many, how many bytes they request, and when the next one goes
+    (as far as the store stays whole)."""
+    claims = kept(observed)
+    if not claims:
+        return None
+    size = 0
+    for claim in claims:
+        try:
+            size += Quantity(claim.size).bytes if claim.size else 0
+        except ValueError:
+            continue
+    due = None
+    if spec is not None and deletes_retired(spec):
+        starts = [s for s in (retired_clock(observed, c) for c in claims) if s is not None]
+        due = min(starts) + spec.retired_volumes.delete_after if starts else None
+    return RetiredVolumesStatus(count=len(claims), bytes=size, next_deletion=due)
 
 
 def storage_drift(
