@@ -87,24 +87,8 @@ class Pass:
                 # The watch has not yet brought back all we wrote (a pass may write twice: status, then
                 # the record of what act made): plan on what we wrote, so nothing is decided twice.
                 snapshot["status"] = {**kept, **memory.written}
-        spec, invalid = parse(snapshot, ref.name)
-        observed = observe_store(ref, snapshot, self.cache)
-        revision = build.template_revision(spec) if spec else None
-        digests = wanted_children(ref, spec) if spec else None
-        refused = memory.refusals[1] if memory.refusals and memory.refusals[0] >= REFUSED_PASSES else None
-        expansion = memory.expansion_refused
-        decided = plan(
-            spec,
-            observed,
-            self.clock(),
-            invalid=invalid,
-            revision=revision,
-            has_ports=spec is not None and build.client_service(ref, spec) is not None,
-            child_digests=digests,
-            collisions=collisions(ref, digests or {}, self.cache),
-            refused=refused,
-            expansion_refused=expansion[1] if spec and expansion and expansion[0] == str(spec.storage.size) else None,
-        )
+        decision = decide(ref, snapshot, self.cache, self.clock(), memory)
+        spec, revision, digests, decided = decision.spec, decision.revision, decision.digests, decision.plan
         new_status = decided.status.to_wire()
         if await self.io(self.actor.write_status, ref, snapshot["status"], new_status):
             memory.written = new_status
@@ -143,6 +127,45 @@ class Pass:
                 f"{' ' + done.snapshot if done.snapshot else ''}) in {done.seconds}s",
             )
         return decided, failed
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a pass decided about a store, with what act needs of how it got there."""
+
+    spec: ReplicatedStoreSpec | None
+    """The validated spec (None: invalid, and the plan says why)."""
+    revision: str | None
+    """The template revision of the spec."""
+    digests: dict[str, str] | None
+    """The Services and PodDisruptionBudget the spec builds (``kind/name`` -> digest)."""
+    plan: Plan
+
+
+def decide(ref: StoreRef, body: Mapping[str, Any], cache: WatchCache, now: datetime, memory: Memory) -> Decision:
+    """Parse, observe and plan one store (``body``: metadata, spec and the status to plan on), with
+    what only the planner's caller knows: the children the spec builds, the names others hold, and
+    the refusals ``memory`` remembers. One place, so that the dry run (``dryrun``) previews exactly
+    what a pass decides."""
+    spec, invalid = parse(body, ref.name)
+    observed = observe_store(ref, body, cache)
+    revision = build.template_revision(spec) if spec else None
+    digests = wanted_children(ref, spec) if spec else None
+    refused = memory.refusals[1] if memory.refusals and memory.refusals[0] >= REFUSED_PASSES else None
+    expansion = memory.expansion_refused
+    decided = plan(
+        spec,
+        observed,
+        now,
+        invalid=invalid,
+        revision=revision,
+        has_ports=spec is not None and build.client_service(ref, spec) is not None,
+        child_digests=digests,
+        collisions=collisions(ref, digests or {}, cache),
+        refused=refused,
+        expansion_refused=expansion[1] if spec and expansion and expansion[0] == str(spec.storage.size) else None,
+    )
+    return Decision(spec, revision, digests, decided)
 
 
 def observe_store(ref: StoreRef, body: Mapping[str, Any], cache: WatchCache) -> Observed:
