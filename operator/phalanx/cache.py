@@ -68,7 +68,13 @@ def slim_pod(pod: Obj) -> Obj:
     return {
         "metadata": _meta(pod),
         "spec": {"nodeName": (pod.get("spec") or {}).get("nodeName")},
-        "status": {"phase": status.get("phase"), "conditions": _conditions(pod, "Ready", "PodScheduled")},
+        "status": {
+            "phase": status.get("phase"),
+            "conditions": _conditions(pod, "Ready", "PodScheduled"),
+            "containerStatuses": [
+                {"restartCount": c.get("restartCount", 0)} for c in status.get("containerStatuses") or []
+            ],
+        },
     }
 
 

@@ -462,7 +462,20 @@ class UpdateSpec(_Model):
     rollout stops and the store is marked Stalled until the template is changed or the member heals."""
 
     paused: StrictBool = False
-    """Pause rollouts: no member is updated until this is false again. Recovery and snapshots go on."""
+    """Pause rollouts: no new step starts until this is false again (the step in flight completes).
+    Recovery and snapshots go on. The store's annotation `phalanx.dev/rollout-paused: "true"` pauses
+    too, for imperative use beside a GitOps-managed spec."""
+
+    zone_order: (
+        Annotated[
+            list[ZoneName],
+            Field(max_length=MAX_ZONES, json_schema_extra={"x-kubernetes-list-type": "set"}),
+            AfterValidator(_unique),
+        ]
+        | None
+    ) = None
+    """The order in which zones are updated, one at a time; zones not listed follow, by name.
+    Default: by name."""
 
 
 class RetiredVolumesSpec(_Model):
@@ -742,6 +755,7 @@ class OwnedObject(_Model):
 
 
 _BY_NAME: Final = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
+_BY_MEMBER: Final = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["member"]}
 
 
 class OwnedStatus(_Model):
@@ -756,17 +770,82 @@ class OwnedStatus(_Model):
     """VolumeSnapshots of the store's lineage."""
 
 
+class GateReading(_Model):
+    """The health gate's readings of one member on the update revision."""
+
+    member: Text
+    """The member."""
+
+    readings: Count = 0
+    """Readings in a row that found it serving with no container restart; one failure starts again."""
+
+    restarts: Count = 0
+    """Its containers' restarts at the last reading: a restart since fails the next reading."""
+
+    last_reading: datetime | None = None
+    """When it was last read."""
+
+    passed: StrictBool = False
+    """It passed the gate: Ready for minReadySeconds, then consecutiveChecks readings in a row."""
+
+
 class RolloutStatus(_Model):
-    """Progress of the rollout in flight."""
+    """The rollout in flight, and the plan of what comes next: readable before it acts."""
+
+    revision: Text | None = None
+    """The template revision being rolled out."""
+
+    strategy: UpdateStrategy | None = None
+    """InPlace or Replace (members named in a replace request always take Replace)."""
 
     zone: Text | None = None
-    """The zone being updated."""
+    """The zone of the step in flight (or of the next step)."""
+
+    step: Text | None = None
+    """The step in flight: which batch, canary or not."""
+
+    step_started_at: datetime | None = None
+    """When the step in flight started: it must pass the health gate within updates.progressDeadline."""
+
+    in_flight: list[Text] = Field(default_factory=list)
+    """Members of the step in flight, until they pass the gate."""
+
+    updated: list[Text] = Field(default_factory=list)
+    """Members on the update revision that passed the gate."""
+
+    pending: list[Text] = Field(default_factory=list)
+    """Members still to update, in the order they will go."""
+
+    steps: list[Text] = Field(default_factory=list)
+    """The remaining steps, in order: zone and members of each."""
+
+    waiting_for: Text | None = None
+    """What the rollout waits for before its next step."""
+
+    paused: StrictBool = False
+    """updates.paused, or the store's annotation phalanx.dev/rollout-paused, holds the next step."""
+
+    halted: Text | None = None
+    """Why the rollout stopped (a step that did not pass the gate within progressDeadline)."""
+
+    gate: Annotated[list[GateReading], Field(json_schema_extra=_BY_MEMBER)] = Field(default_factory=list)
+    """The health gate's readings of the members on the update revision."""
 
     replaced: Count = 0
     """Members already on the new revision."""
 
     total: Count = 0
     """Members to update in all."""
+
+
+class ReplaceRequestStatus(_Model):
+    """The last on-demand replacement asked with the store's annotation phalanx.dev/replace."""
+
+    request: Text
+    """The annotation's value that was answered (each value is answered once)."""
+
+    members: list[Text] = Field(default_factory=list)
+    """The members it named that are still to be replaced."""
 
 
 class ReplicatedStoreStatus(_Model):
@@ -835,6 +914,9 @@ class ReplicatedStoreStatus(_Model):
 
     rollout: RolloutStatus | None = None
     """The rollout in flight; absent when none is."""
+
+    replace_request: ReplaceRequestStatus | None = None
+    """The last on-demand replacement answered (annotation phalanx.dev/replace)."""
 
     owned: OwnedStatus | None = None
     """What Phalanx created for the store (by uid): the only objects it deletes, adopts or restores from."""

@@ -52,6 +52,14 @@ REPLACES_ANNOTATION: Final = PREFIX + "replaces"
 RETIRED_AT_ANNOTATION: Final = PREFIX + "retired-at"
 """On a retired member's PVC: when it was retired (RFC 3339), set with the retired label."""
 
+ROLLOUT_PAUSED_ANNOTATION: Final = PREFIX + "rollout-paused"
+"""On a store: "true" holds the next rollout step, like spec.updates.paused, without editing the spec
+(a GitOps tool would revert the edit)."""
+REPLACE_ANNOTATION: Final = PREFIX + "replace"
+"""On a store: asks for members to be replaced through the rollout's Replace path: `all`,
+`zone/<zone>` or `member/<name>`, optionally followed by `#<anything>` to ask again for the same
+target. Each value is answered once."""
+
 FINALIZER: Final = PREFIX + "finalizer"
 """Holds a store until its deletion policy has been applied to its volumes."""
 FIELD_MANAGER: Final = "phalanx"

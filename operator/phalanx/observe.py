@@ -79,6 +79,8 @@ class PodView:
     """The scheduler found no node for it (yet): nothing downstream, a restore included, has begun."""
     waiting: str | None = None
     """Why it is not scheduled, in the scheduler's words (when it is not)."""
+    restarts: int = 0
+    """Restarts of its containers, all told: the rollout's health gate fails a reading after one."""
 
     @classmethod
     def of(cls, pod: Raw) -> PodView:
@@ -97,6 +99,7 @@ class PodView:
             created=_time(meta.get("creationTimestamp")),
             unschedulable=(_condition(pod, "PodScheduled") or {}).get("reason") == "Unschedulable",
             waiting=_unscheduled_message(pod),
+            restarts=sum(int(c.get("restartCount") or 0) for c in status.get("containerStatuses") or []),
         )
 
     @property
@@ -262,6 +265,10 @@ class Observed:
     """Volumes of retired members, kept until the deletion policy lets them go."""
     snapshot_request: str | None = None
     """The token of an on-demand snapshot asked for through the store's annotation."""
+    rollout_paused: bool = False
+    """The store's annotation phalanx.dev/rollout-paused is "true"."""
+    replace_request: str | None = None
+    """The value of the store's annotation phalanx.dev/replace (an on-demand replacement)."""
     child_digests: Mapping[str, str] = field(default_factory=dict)
     """``kind/name`` of a child -> the digest of what Phalanx decides in it, as it is now."""
     owned: OwnedStatus = field(default_factory=OwnedStatus)
@@ -294,6 +301,10 @@ class Observed:
 
     def member(self, name: str) -> MemberView | None:
         return next((m for m in self.members if m.name == name), None)
+
+    def successor(self, name: str) -> MemberView | None:
+        """The member made to replace ``name`` (its claim says so), if it exists."""
+        return next((m for m in self.members if m.claim is not None and m.claim.replaces == name), None)
 
     def zone_nodes(self, zone: str) -> tuple[NodeView, ...]:
         return tuple(n for n in self.nodes if n.zone == zone)
@@ -443,6 +454,8 @@ def observe(
         snapshots=tuple(sorted(lineage, key=lambda v: (v.created or _EPOCH, v.name))),
         retired_claims=tuple(sorted(retired_claims, key=lambda c: c.name)),
         snapshot_request=(annotations or {}).get(names.SNAPSHOT_REQUEST) or None,
+        rollout_paused=str((annotations or {}).get(names.ROLLOUT_PAUSED_ANNOTATION, "")).strip().lower() == "true",
+        replace_request=str((annotations or {}).get(names.REPLACE_ANNOTATION) or "").strip() or None,
         owned=OwnedStatus(
             claims=[OwnedObject(name=n, uid=u) for u, n in sorted(seen_claims.items(), key=lambda i: i[1])],
             snapshots=[OwnedObject(name=n, uid=u) for u, n in sorted(seen_snapshots.items(), key=lambda i: i[1])],

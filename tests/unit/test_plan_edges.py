@@ -128,7 +128,7 @@ def test_a_resumed_recovery_goes_to_a_surviving_zone_and_keeps_its_snapshot() ->
     assert "orders-old" not in [a.name for a in decided.actions if isinstance(a, DeleteSnapshot)]
 
 
-def test_members_on_an_older_template_are_reported_not_hidden() -> None:
+def test_members_on_an_older_template_are_reported_and_rolled_out() -> None:
     world = with_members(empty_world(ZONES), (1, "zone-a"), (2, "zone-b"), (3, "zone-c"))
     for raw in world.pods:
         raw["metadata"]["labels"][names.REVISION_LABEL] = "old"
@@ -138,8 +138,9 @@ def test_members_on_an_older_template_are_reported_not_hidden() -> None:
     status = decided.status
     assert (status.current_revision, status.update_revision, status.updated_replicas) == ("old", "new", 0)
     reconciling = next(c for c in status.conditions if c.type == "Reconciling")
-    assert reconciling.status.value == "True" and "rolling replacement is not implemented" in reconciling.message
-    assert status.phase is not StorePhase.DEGRADED
+    assert reconciling.status.value == "True" and reconciling.reason == "RollingOut"
+    assert "0/3 members updated; canary in zone-a: orders-1" in reconciling.message
+    assert status.phase is StorePhase.UPDATING
 
 
 def test_a_child_whose_ports_or_budget_drifted_from_the_spec_is_updated() -> None:

@@ -12,6 +12,7 @@ and a recorded recovery.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 from typing import Any
 
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 
 from phalanx import names
 from phalanx.models import ReplicatedStoreSpec, RetiredVolumePolicy
-from phalanx.plan import CreateMember, RetireMember, plan, serving, stuck
+from phalanx.plan import CreateMember, DeletePod, RetireMember, plan, serving, stuck
 from tests.unit.test_plan import ANY_SPEC, PROPERTY, ZONES, worlds
 from tests.unit.world import (
     START,
@@ -181,3 +182,68 @@ def test_i3_a_volume_goes_only_when_the_policy_says_and_the_store_is_whole(
             taken = seen.member(action.member)
             others = [m for m in seen.members if m is not taken]
             assert all(serving(m, seen) or stuck(m, seen, deadline, world.now) for m in others), action
+
+
+@st.composite
+def rolling(draw: st.DrawFn) -> tuple[World, ReplicatedStoreSpec, dict[str, str]]:
+    """A store of 3 to 9 members over three zones whose pods run the old or the new revision, a few
+    of them out (unready, or their pod gone: involuntary losses), under any update settings, paused
+    or not, asked for an on-demand replacement or not, with replicas drawn apart from the member
+    count (scaling): a rollout in flight."""
+    count = draw(st.integers(3, 9))
+    world = make_ready(with_members(empty_world(ZONES), *[(n, ZONES[n % 3]) for n in range(1, count + 1)]))
+    out = draw(st.sets(st.sampled_from([f"orders-{n}" for n in range(1, count + 1)]), max_size=2))
+    world = make_unready(world, [m for m in out if draw(st.booleans())])
+    pods = []
+    for raw in world.pods:
+        if raw["metadata"]["name"] in out and draw(st.booleans()):
+            continue  # its pod is gone
+        labelled = copy.deepcopy(raw)
+        labelled["metadata"]["labels"][names.REVISION_LABEL] = draw(st.sampled_from(["old", "new"]))
+        pods.append(labelled)
+    replicas = draw(st.sampled_from([count, count, count - 1, count + 1]))
+    spec = store_spec(
+        replicas,
+        updates={
+            "strategy": draw(st.sampled_from(["InPlace", "Replace"])),
+            "maxUnavailablePerZone": draw(st.integers(1, 3)),
+            "canary": draw(st.integers(0, replicas)),
+            "paused": draw(st.booleans()),
+        },
+    )
+    annotations = draw(
+        st.sampled_from([{}, {}, {names.REPLACE_ANNOTATION: "all"}, {names.ROLLOUT_PAUSED_ANNOTATION: "true"}])
+    )
+    return replace(world, pods=tuple(pods)), spec, annotations
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rolling())
+def test_i1_i2_a_rollout_step_stays_in_one_zone_within_the_budget(
+    case: tuple[World, ReplicatedStoreSpec, dict[str, str]],
+) -> None:
+    world, spec, annotations = case
+    seen = observed(world, {}, annotations=annotations)
+    decided = plan(spec, seen, world.now, revision="new", has_ports=True)
+    step = [a for a in decided.actions if a.reason in ("MemberUpdating", "MemberReplacing")]
+    if not step:
+        return
+    assert not (spec.updates.paused or seen.rollout_paused), "a paused rollout takes no step"
+    assert not [
+        a
+        for a in decided.actions
+        if isinstance(a, CreateMember | RetireMember) and a.reason not in ("MemberReplacing",)
+    ], "a step starts only when nothing else changes the members"
+    members = {(a.replaces if isinstance(a, CreateMember) else a.member) for a in step}
+    taken = [seen.member(m) for m in members]
+    assert all(t is not None for t in taken)
+    zones = {t.zone for t in taken if t is not None}
+    assert len(zones) == 1, zones
+    assert len(members) <= spec.updates.max_unavailable_per_zone
+    (zone,) = zones
+    others_out = [m for m in seen.members if m.zone != zone and not serving(m, seen)]
+    assert others_out == [], "no step while another zone has a member out (I1)"
+    out_after = {m.name for m in seen.members if not serving(m, seen)} | {
+        a.member for a in step if isinstance(a, DeletePod)
+    }
+    assert (len(seen.members) - len(out_after)) * 2 > len(seen.members), "a majority keeps serving (I2)"

@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from phalanx.act import Outcome, Provenance, status_patch
+from phalanx.build import template_revision
 from phalanx.cache import StoreKey
 from phalanx.models import ReplicatedStoreSpec
 from phalanx.names import StoreRef
@@ -154,7 +155,8 @@ def test_a_pass_on_its_own_unechoed_status_and_the_world_it_made_does_nothing() 
     run(passes, store_body(), memory, sink)
     for n, zone in enumerate(ZONES, start=1):  # the cache shows what the first pass made, ready
         cache.objects["claims"].append(claim(f"orders-{n}", zone, uid=f"pvc-orders-{n}"))
-        cache.objects["pods"].append(pod(f"orders-{n}", zone, node_name=f"node-{zone}-0"))
+        made = pod(f"orders-{n}", zone, node_name=f"node-{zone}-0", revision=revision_of(store_body()))
+        cache.objects["pods"].append(made)
     cache.objects["pods"] = make_ready_pods(cache.objects["pods"])
     cache.objects["services"] = [child(c) for c in ("peers-service/orders-peers", "client-service/orders")]
     cache.objects["budgets"] = [child("disruption-budget/orders")]
@@ -162,6 +164,11 @@ def test_a_pass_on_its_own_unechoed_status_and_the_world_it_made_does_nothing() 
     second, _ = run(passes, store_body(), memory, sink)  # same resourceVersion: the write is not echoed yet
     assert kinds(second.actions) == [] and "CreateMember" not in actor.calls
     assert second.status.last_serial == 3
+
+
+def revision_of(body: Obj) -> str:
+    """The template revision act labels the body's pods with."""
+    return template_revision(ReplicatedStoreSpec.model_validate(body["spec"]))
 
 
 def make_ready_pods(pods: list[Obj]) -> list[Obj]:

@@ -282,7 +282,12 @@ def owned_record(world: World) -> dict[str, Any]:
     return {"claims": entries(world.claims), "snapshots": entries(lineage)}
 
 
-def observed(world: World, status: Mapping[str, Any] | None = None, generation: int = 1) -> Observed:
+def observed(
+    world: World,
+    status: Mapping[str, Any] | None = None,
+    generation: int = 1,
+    annotations: Mapping[str, str] | None = None,
+) -> Observed:
     """The world as the planner sees it, observed exactly as the handlers do. ``status.owned`` is the
     world's record (act records every creation in status as it makes it; ``World.foreign`` it did not)."""
     status = {**(status or {}), "owned": owned_record(world)}
@@ -295,6 +300,7 @@ def observed(world: World, status: Mapping[str, Any] | None = None, generation: 
         nodes=world.nodes,
         children=world.children,
         snapshots=world.snapshots,
+        annotations=dict(annotations or {}),
     )
 
 
@@ -325,8 +331,10 @@ def apply(world: World, plan: Plan) -> World:
         else:
             del objects[name]
 
+    revision = plan.status.update_revision  # act labels every pod it makes with the spec's revision
+
     def new_pod(member: str, zone: str) -> Raw:
-        return pod(member, zone, uid=f"pod-{member}-{writes}", phase="Pending", created=now)
+        return pod(member, zone, uid=f"pod-{member}-{writes}", phase="Pending", created=now, revision=revision)
 
     for action in plan.actions:
         match action:

@@ -97,6 +97,15 @@ from phalanx.plan.recovery import (
     restore_deadline,
     unfinished_recovery,
 )
+from phalanx.plan.rollout import (
+    GATE_SPACING,
+    Rollout,
+    budget,
+    read_gate,
+    request_targets,
+    roll,
+    zone_order,
+)
 from phalanx.plan.snapshots import (
     failure_backoff,
     failure_count,
@@ -132,6 +141,7 @@ from phalanx.plan.volumes import (
 __all__ = [
     "FIRST_POD_WINDOW",
     "FOREIGN_LISTED",
+    "GATE_SPACING",
     "ON_THE_WAY",
     "REFUSED_PASSES",
     "REQUEUE_BUSY",
@@ -152,8 +162,10 @@ __all__ = [
     "Plan",
     "Progress",
     "RetireMember",
+    "Rollout",
     "Snapshot",
     "blocked_by",
+    "budget",
     "build_status",
     "condition",
     "delete_at_retirement",
@@ -183,15 +195,18 @@ __all__ = [
     "prior_since",
     "prune_retired_volumes",
     "prune_snapshots",
+    "read_gate",
     "rebalance",
     "recover",
     "recovery_progress",
+    "request_targets",
     "restore_deadline",
     "retire_one",
     "retired_clock",
     "retired_report",
     "retirement_order",
     "returning",
+    "roll",
     "scale",
     "seed_for",
     "serving",
@@ -209,6 +224,7 @@ __all__ = [
     "usable_snapshots",
     "zone_counts",
     "zone_down_since",
+    "zone_order",
     "zone_outages",
     "zone_returned_at",
 ]
@@ -264,6 +280,10 @@ def plan(
     leaving = frozenset(a.member for a in membership if isinstance(a, RetireMember))
     actions += heal_pods(observed, skip=leaving)  # the fast path: same volume; none for a member leaving
     actions += membership
+    # The rollout last among member changes: a step starts only when nothing else changes members.
+    rollout = roll(spec, observed, now, revision, home_zones, last_serial, quiet=not membership)
+    actions += rollout.actions
+    last_serial = max(last_serial, rollout.last_serial)
     if not any(isinstance(a, (CreateMember, RetireMember)) for a in actions):  # I3: only once all settled
         actions += prune_retired_volumes(spec, observed, now)
     actions += pin_volumes(spec, observed)  # every pass: a volume bound since is pinned at once
@@ -280,15 +300,24 @@ def plan(
         [m.name for m in observed.members if m.name not in retiring]
         + [a.member for a in actions if isinstance(a, CreateMember)]
     )
-    member_work = [a for a in actions if not isinstance(a, (Snapshot, DeleteSnapshot, PinVolume, ExpandVolume))]
+    member_work = [
+        a
+        for a in actions
+        if not isinstance(a, (Snapshot, DeleteSnapshot, PinVolume, ExpandVolume))
+        and a not in rollout.actions
+        and not (isinstance(a, CreatePod) and a.member in rollout.budgeted)
+    ]
     progress = Progress(
         busy=bool(member_work),
         revision=revision,
         last_serial=last_serial,
         notes=notes,
         records=records,
-        blocked=blocked_by(spec, observed, now, collisions or {}, refused),
+        blocked=rollout.halted or blocked_by(spec, observed, now, collisions or {}, refused),
         storage=storage,
+        rollout=rollout.status,
+        budgeted=rollout.budgeted,
+        request=rollout.request,
     )
     status = build_status(spec, observed, now, home_zones, progress)
     if actions:
@@ -299,6 +328,7 @@ def plan(
         requeue = REQUEUE_STEADY
     requeue = min(requeue, max(snapshot_due, 0.5)) if snapshot_due is not None else requeue
     requeue = min(requeue, next_deadline(spec, observed, now))
+    requeue = min(requeue, rollout.requeue) if rollout.requeue is not None else requeue
     return Plan(tuple(actions), status, requeue, peers=peers, notes=tuple(notes), recoveries=tuple(records))
 
 

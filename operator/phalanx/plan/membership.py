@@ -86,7 +86,8 @@ def scale(
     """Create missing members (seeded from the freshest snapshot) in ``placeable_zones`` (the store's
     zones where a member can land now), or retire one surplus member (strays outside ``home_zones``,
     the store's zones, first)."""
-    members = observed.members
+    # A member whose replacement is on its way (a rollout's Replace step) is leaving: not counted.
+    members = tuple(m for m in observed.members if observed.successor(m.name) is None)
     missing = spec.replicas - len(members)
     if missing > 0:
         if not placeable_zones:

@@ -129,6 +129,19 @@ def recover(
             if lost is None:
                 continue
             reason, zone = lost, member.zone
+        successor = observed.successor(member.name)
+        if successor is not None:  # a rollout was replacing it: that replacement is the recovery
+            actions.append(
+                RetireMember(
+                    member.name,
+                    member.pod.uid if member.pod else None,
+                    member.claim.uid if member.claim else None,
+                    delete_volume=False,  # kept until its replacement is ready (I3)
+                    why=f"member {member.name} lost ({reason}); {successor.name} already replaces it",
+                    reason="MemberLost",
+                )
+            )
+            continue
         counts[zone] = counts.get(zone, 0) + 1
         snapshot, source_why = seed_for(spec, observed, now)
         if reason.startswith("RestoreFailed"):

@@ -16,8 +16,10 @@ from phalanx.models import (
     MemberState,
     MemberStatus,
     RecoveryRecord,
+    ReplaceRequestStatus,
     ReplicatedStoreSpec,
     ReplicatedStoreStatus,
+    RolloutStatus,
     StorePhase,
     ZoneStatus,
 )
@@ -148,6 +150,12 @@ class Progress:
     """Why the store cannot converge by waiting: Stalled's reason and message."""
     storage: tuple[bool, str, str] | None = None
     """VolumesMatchSpec: value, reason, message."""
+    rollout: RolloutStatus | None = None
+    """The rollout in flight (status.rollout)."""
+    budgeted: frozenset[str] = frozenset()
+    """Members the rollout took out on purpose, within the budget: not a degradation."""
+    request: ReplaceRequestStatus | None = None
+    """The on-demand replacement answered (status.replaceRequest)."""
 
 
 @dataclass(frozen=True)
@@ -197,7 +205,11 @@ def summarise(
             for z in sorted(per_zone)
         ],
         balanced=skew(zones, observed.members) <= 1 and all(m.zone in zones for m in observed.members),
-        broken=[m.name for m in members if m.state in (MemberState.UNAVAILABLE, MemberState.LOST)],
+        broken=[
+            m.name
+            for m in members
+            if m.state in (MemberState.UNAVAILABLE, MemberState.LOST) and m.name not in progress.budgeted
+        ],
         unready=[m.name for m in members if m.state is not MemberState.READY],
         current=revisions.most_common(1)[0][0] if revisions else revision,
         outdated=[m.name for m in members if revision and m.revision and m.revision != revision],
@@ -218,6 +230,8 @@ def phase_of(s: Summary, progress: Progress) -> StorePhase:
         return StorePhase.RECOVERING
     if s.broken:
         return StorePhase.DEGRADED
+    if progress.rollout is not None:
+        return StorePhase.UPDATING
     if s.all_ready and not progress.busy:
         return StorePhase.READY
     return StorePhase.PENDING  # creating, scaling, members starting: nothing lost
@@ -226,6 +240,21 @@ def phase_of(s: Summary, progress: Progress) -> StorePhase:
 def ready_condition(s: Summary, progress: Progress) -> Setting:
     if progress.stalled is not None:
         return ConditionType.READY, False, "InvalidSpec", progress.stalled
+    rollout = progress.rollout
+    if rollout is not None and rollout.halted is None and not progress.busy:
+        # A rollout takes members out on purpose, within the budget: the store stays Ready while
+        # only they are out.
+        out = [name for name in s.unready if name not in progress.budgeted]
+        if not out and len(s.members) >= s.desired:
+            return (
+                ConditionType.READY,
+                True,
+                "RollingOut",
+                (
+                    f"{len(s.ready)}/{s.desired} members ready; rolling out revision {rollout.revision} within the "
+                    "disruption budget"
+                ),
+            )
     reason = "AllMembersReady" if s.all_ready else "MembersNotReady"
     return ConditionType.READY, s.all_ready and not progress.busy, reason, f"{len(s.ready)}/{s.desired} members ready"
 
@@ -235,19 +264,22 @@ def reconciling_condition(s: Summary, progress: Progress) -> Setting:
         return ConditionType.RECONCILING, False, "InvalidSpec", "nothing is done until the spec is fixed"
     if progress.paused:
         return ConditionType.RECONCILING, False, "Paused", "spec.paused is true: status only"
+    if progress.rollout is not None:
+        rollout = progress.rollout
+        doing = rollout.step or "next step"
+        waiting = f": waiting for {rollout.waiting_for}" if rollout.waiting_for else ""
+        reason = "RolloutHalted" if rollout.halted else "RolloutPaused" if rollout.paused else "RollingOut"
+        return (
+            ConditionType.RECONCILING,
+            True,
+            reason,
+            (f"revision {rollout.revision}: {rollout.replaced}/{rollout.total} members updated; {doing}{waiting}"),
+        )
     converging = progress.busy or not s.all_ready
     if progress.notes:
         waiting = "; ".join(progress.notes)
     else:
         waiting = f"waiting for: {', '.join(s.unready)}" if s.unready else "converging"
-    if s.outdated and not converging:
-        # Honest until rolling replacement exists: the store serves, on an older template.
-        converging = True
-        waiting = (
-            f"{len(s.outdated)} member(s) run template revision {s.current}, not {progress.revision}: rolling "
-            "replacement is not implemented yet; deleting a member's pod recreates it on its own "
-            "volume with the new template"
-        )
     if converging:
         return ConditionType.RECONCILING, True, "Converging", waiting
     return ConditionType.RECONCILING, False, "Converged", f"{len(s.ready)}/{s.desired} members ready"
@@ -324,6 +356,8 @@ def build_status(
         last_recovery=s.last_recovery,
         owned=observed.owned,
         retired_volumes=retired_report(spec, observed),
+        rollout=progress.rollout,
+        replace_request=progress.request,
     )
 
 

@@ -66,7 +66,7 @@ def retired_clock(observed: Observed, retired: ClaimView) -> datetime | None:
     not dated."""
     if retired.retired_at is None:
         return None
-    successor = next((m for m in observed.members if m.claim is not None and m.claim.replaces == retired.name), None)
+    successor = observed.successor(retired.name)
     if successor is None:
         return retired.retired_at
     if not serving(successor, observed) or successor.pod is None or successor.pod.ready_since is None:
