@@ -79,6 +79,31 @@ RETIRED_VOLUME_BYTES = Gauge(
     registry=REGISTRY,
 )
 SNAPSHOTS = Gauge("phalanx_snapshots", "Ready snapshots of a store.", ["namespace", "store"], registry=REGISTRY)
+ROLLOUT_MEMBERS = Gauge(
+    "phalanx_rollout_members",
+    "Members of a rollout in flight, by progress (updated: on the update revision and past the gate; total).",
+    ["namespace", "store", "progress"],
+    registry=REGISTRY,
+)
+ROLLOUT_STEPS = Counter(
+    "phalanx_rollout_steps_total",
+    "Rollout steps started (a canary or a batch of one zone), by strategy (InPlace, Replace).",
+    ["namespace", "store", "strategy"],
+    registry=REGISTRY,
+)
+ROLLOUT_STEP_SECONDS = Histogram(
+    "phalanx_rollout_step_duration_seconds",
+    "From a rollout step's start until its members passed the health gate, by strategy.",
+    ["strategy"],
+    registry=REGISTRY,
+    buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800),
+)
+ROLLOUT_HALTS = Counter(
+    "phalanx_rollout_halts_total",
+    "Rollouts halted: a step whose members did not pass the health gate within progressDeadline.",
+    ["namespace", "store"],
+    registry=REGISTRY,
+)
 API_REQUESTS = Counter(
     "phalanx_api_requests_total",
     "Writes the operator sent to the API server, by verb, resource, namespace and HTTP status code.",

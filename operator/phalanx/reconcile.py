@@ -119,6 +119,8 @@ class Pass:
         elif spec is not None:
             remember_refusals(memory, [])  # nothing asked of the API server: nothing refused any more
         record(ref, decided, spec.replicas if spec else 0, snapshot["status"], self.clock())
+        for warning, reason, message in rollout_news(snapshot["status"], decided, self.clock())[0]:
+            (events.warn if warning else events.info)(reason, message)
         done = completed_recovery(snapshot["status"], decided)
         if done is not None:
             events.info(
@@ -263,6 +265,43 @@ def completed_recovery(previous: Mapping[str, Any], plan_: Plan) -> RecoveryReco
     return done
 
 
+Said = tuple[bool, str, str]
+"""An Event to post: (a warning?, reason, message)."""
+
+
+def rollout_news(
+    previous: Mapping[str, Any], plan_: Plan, now: datetime
+) -> tuple[list[Said], float | None, str | None]:
+    """What changed in the rollout this pass, reported once: Events (halted, resumed, completed),
+    the duration of a step that just passed the gate, and the strategy of a step that just started."""
+    before = previous.get("rollout") or {}
+    after = plan_.status.rollout
+    said: list[Said] = []
+    if after is not None and after.halted and not before.get("halted"):
+        said.append((True, "RolloutHalted", after.halted))
+    if before and after is None:
+        said.append((False, "RolloutCompleted", f"every member runs revision {before.get('revision')}"))
+    duration = None
+    started = before.get("stepStartedAt")
+    if (
+        before.get("inFlight")
+        and started
+        and (after is None or not after.in_flight or after.step_started_at != _time(started))
+    ):
+        start = _time(started)
+        duration = (now - start).total_seconds() if start is not None else None
+    began = None
+    if after is not None and after.step_started_at is not None and _time(started) != after.step_started_at:
+        began = after.strategy.value if after.strategy else None
+    return said, duration, began
+
+
+def _time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
+
+
 def record(ref: StoreRef, plan_: Plan, desired: int, previous: Mapping[str, Any], now: datetime) -> None:
     """The store's metrics after a pass; every series is set through ``metrics.of`` so that the
     store's own series can be found (and dropped) without scanning every other store's."""
@@ -282,6 +321,16 @@ def record(ref: StoreRef, plan_: Plan, desired: int, previous: Mapping[str, Any]
     done = completed_recovery(previous, plan_)
     if done is not None and done.seconds is not None:
         metrics.RECOVERY_SECONDS.labels(done.source.value).observe(done.seconds)
+    rollout = status.rollout
+    metrics.of(metrics.ROLLOUT_MEMBERS, ns, name, "updated").set(rollout.replaced if rollout else 0)
+    metrics.of(metrics.ROLLOUT_MEMBERS, ns, name, "total").set(rollout.total if rollout else 0)
+    said, duration, began = rollout_news(previous, plan_, now)
+    if began is not None:
+        metrics.of(metrics.ROLLOUT_STEPS, ns, name, began).inc()
+    if duration is not None and (previous.get("rollout") or {}).get("strategy"):
+        metrics.ROLLOUT_STEP_SECONDS.labels(previous["rollout"]["strategy"]).observe(duration)
+    if any(reason == "RolloutHalted" for _, reason, _ in said):
+        metrics.of(metrics.ROLLOUT_HALTS, ns, name).inc()
     retired = status.retired_volumes
     metrics.of(metrics.RETIRED_VOLUMES, ns, name).set(retired.count if retired else 0)
     metrics.of(metrics.RETIRED_VOLUME_BYTES, ns, name).set(retired.bytes if retired else 0)

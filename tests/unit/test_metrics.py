@@ -62,3 +62,30 @@ def test_retired_volumes_are_counted_with_their_bytes_and_zeroed_when_gone() -> 
     assert sample("phalanx_retired_volume_bytes") == 2 * 1024**3
     reconcile.record(ref, plan(spec, observed(world), world.now), 1, {}, world.now)
     assert sample("phalanx_retired_volumes") == 0
+
+
+def test_rollout_news_reports_a_halt_a_step_and_the_end_once() -> None:
+    from phalanx.models import RolloutStatus, UpdateStrategy
+    from phalanx.plan import Plan
+    from tests.unit.test_plan import NOW
+
+    def with_rollout(rollout: RolloutStatus | None) -> Plan:
+        status = plan(store_spec(1), observed(empty_world(["zone-a"])), NOW).status
+        return Plan((), status.model_copy(update={"rollout": rollout}), 1.0)
+
+    started = RolloutStatus(
+        revision="r2", strategy=UpdateStrategy.IN_PLACE, step_started_at=NOW, in_flight=["orders-1"]
+    )
+    said, duration, began = reconcile.rollout_news({}, with_rollout(started), NOW)
+    assert (said, duration, began) == ([], None, "InPlace")
+    halted = started.model_copy(update={"halted": "orders-1: Ready"})
+    said, _, began = reconcile.rollout_news({"rollout": started.to_wire()}, with_rollout(halted), NOW)
+    assert said == [(True, "RolloutHalted", "orders-1: Ready")] and began is None
+    said, _, _ = reconcile.rollout_news({"rollout": halted.to_wire()}, with_rollout(halted), NOW)
+    assert said == [], "once"
+    done = started.model_copy(update={"in_flight": []})
+    later = NOW.replace(minute=NOW.minute + 1)
+    _, duration, _ = reconcile.rollout_news({"rollout": started.to_wire()}, with_rollout(done), later)
+    assert duration == 60.0
+    said, _, _ = reconcile.rollout_news({"rollout": done.to_wire()}, with_rollout(None), later)
+    assert said == [(False, "RolloutCompleted", "every member runs revision r2")]
