@@ -189,8 +189,7 @@ class Actor:
     @classmethod
     def connect(cls, connections: int = 32) -> Actor:
         kube = Kube(k.load_default_client(connections), on_write=_count_write, field_manager=FIELD_MANAGER)
-        pdb = k.PDB_V1 if k.served(kube, "policy/v1") else k.PDB_V1BETA1
-        return cls(kube, pdb)
+        return cls(kube, k.disruption_budgets(kube))
 
     def write_status(self, store: StoreRef, current: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
         """Patch the status subresource when it differs; True when something was written."""

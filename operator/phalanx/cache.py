@@ -195,7 +195,11 @@ class WatchCache:
         namespaces: tuple[str, ...] = (),
         on_wake: Wake | None = None,
         delay: float = 0.0,
+        store: str | None = None,
     ) -> None:
+        """``store``: only this store's children (``phalanx.dev/store=<store>``), for a reader of one
+        store (the dry run); the operator selects every store's and groups them."""
+        selector = f"{_STORE_SELECTOR}={store}" if store else _STORE_SELECTOR
         self.on_wake: Wake = on_wake or (lambda stores: None)
         self.lock = threading.Lock()
         self.informers: list[Informer] = []
@@ -217,7 +221,7 @@ class WatchCache:
                     self._changed,
                     kind.name,
                     namespace=namespace,
-                    selector=_STORE_SELECTOR if kind.by_store else None,
+                    selector=selector if kind.by_store else None,
                     transform=kind.slim,
                     # Only the children a store creates lag (tests): nodes and snapshots keep time.
                     delay=delay if kind.name in ("pods", "claims") else 0.0,
@@ -234,6 +238,13 @@ class WatchCache:
     def stop(self) -> None:
         for informer in self.informers:
             informer.stop()
+
+    def load(self) -> None:
+        """Every kind listed once, no watch kept: the world as the synced cache of a running operator
+        holds it (same selection, same slim copies, same grouping), for a reader that looks once and
+        leaves (the dry run). Reads only."""
+        for informer in self.informers:
+            informer.load()
 
     def synced(self) -> bool:
         """Every kind's first LIST is in: only then may a store plan (an empty view would create)."""

@@ -335,6 +335,11 @@ def served(kube: Kube, group_version: str) -> bool:
     return True
 
 
+def disruption_budgets(kube: Kube) -> Resource:
+    """The PodDisruptionBudget version the cluster serves: ``policy/v1``, else ``policy/v1beta1``."""
+    return PDB_V1 if served(kube, "policy/v1") else PDB_V1BETA1
+
+
 def key_of(obj: Obj) -> str:
     meta = obj["metadata"]
     return f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else str(meta["name"])
@@ -392,6 +397,11 @@ class Informer:
     def values(self) -> list[Obj]:
         with self.lock:
             return list(self.cache.values())
+
+    def load(self) -> None:
+        """One LIST into the cache and no watch: for a reader that looks once and leaves (the dry run),
+        with the same selection and ``transform`` as a running informer."""
+        self._relist()
 
     def _relist(self) -> str:
         listing = self.kube.listing(self.res, self.namespace, self.selector, page=self.PAGE)
