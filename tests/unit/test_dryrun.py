@@ -130,7 +130,6 @@ def cluster_of_three() -> FakeApiServer:
     in place; status as the operator left it (``owned``, ``lastSerial``)."""
     server = FakeApiServer()
     world = make_ready(with_members(empty_world(), (1, "zone-a"), (2, "zone-b"), (3, "zone-c")))
-    world = replace(world, pods=tuple({**p, "kind": "Pod"} for p in world.pods))
     spec = ReplicatedStoreSpec.model_validate(spec_wire(3))
     status = {"owned": owned_record(world), "lastSerial": 3}
     meta = {"name": STORE.name, "uid": STORE.uid, "generation": 4, "resourceVersion": "42"}
