@@ -94,3 +94,34 @@ def lowest_ready(initial: list[Obj], events: list[tuple[str, Obj]]) -> int:
             state[pod["metadata"]["name"]] = pod
         lowest = min(lowest, serving(state))
     return lowest
+
+
+def budget_breaches(initial: list[Obj], events: list[tuple[str, Obj]], replicas: int, per_zone: int) -> list[str]:
+    """Every moment a rollout broke its budget, replaying every pod event from the initial list.
+
+    Each zone should serve as many members as it did at the start; a zone short of that is out. A
+    breach: members out in two zones at once, more out in one zone than ``per_zone``, or no majority
+    of ``replicas`` serving. A Replace step adds a member before one goes, so it is never short."""
+    state = {p["metadata"]["name"]: p for p in initial}
+
+    def per_zone_serving(pods: dict[str, Obj]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for pod in pods.values():
+            if serving({"_": pod}):
+                zone = (pod["metadata"].get("labels") or {}).get(names.ZONE_LABEL, "")
+                counts[zone] = counts.get(zone, 0) + 1
+        return counts
+
+    target = per_zone_serving(state)
+    found = []
+    for index, (kind, pod) in enumerate(events):
+        if kind == "DELETED":
+            state.pop(pod["metadata"]["name"], None)
+        else:
+            state[pod["metadata"]["name"]] = pod
+        now = per_zone_serving(state)
+        short = {z: n - now.get(z, 0) for z, n in target.items() if now.get(z, 0) < n}
+        total = sum(now.values())
+        if len(short) > 1 or any(n > per_zone for n in short.values()) or total * 2 <= replicas:
+            found.append(f"event {index} ({kind} {pod['metadata']['name']}): {total} serving, short {short}")
+    return found
