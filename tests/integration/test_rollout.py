@@ -95,6 +95,11 @@ def test_a_template_change_rolls_out_zone_by_zone_within_the_budget(
         if labels.get(names.REVISION_LABEL) == status["updateRevision"]:
             first_new.setdefault(labels[names.ZONE_LABEL], index)
     assert list(first_new) == sorted(first_new), f"zones updated out of order: {first_new}"
+    metrics = operator.metrics()
+    steps = f'phalanx_rollout_steps_total{{namespace="{namespace}",store="roll",strategy="{strategy}"}}'
+    assert metrics.get(steps) == replicas, "a canary, then one member a step (maxUnavailablePerZone 1)"
+    assert metrics.get(f'phalanx_rollout_members{{namespace="{namespace}",progress="total",store="roll"}}') == 0
+    assert metrics.get(f'phalanx_rollout_step_duration_seconds_count{{strategy="{strategy}"}}', 0) >= replicas
     claims = {c["metadata"]["name"]: c for c in member_claims(kube, namespace, "roll")}
     if strategy == "InPlace":  # the same volumes: no data moved
         assert {n: c["metadata"]["uid"] for n, c in claims.items()} == before_claims
@@ -131,6 +136,7 @@ def test_a_canary_that_never_serves_halts_everything_else_untouched_and_a_revert
     assert {n for n in before if after.get(n) != before[n]} == {"canary-1"}, "only the canary was touched"
     warnings = [e for e in kube.items(k.EVENTS, namespace) if e.get("reason") == "RolloutHalted"]
     assert warnings, "a RolloutHalted Event"
+    assert operator.metrics().get(f'phalanx_rollout_halts_total{{namespace="{namespace}",store="canary"}}') == 1
     kube.patch(k.STORES, "canary", {"spec": {"template": {**good, "metadata": {"annotations": None}}}}, namespace)
     wait_for(lambda: rolled_out(kube, namespace, "canary", 6), "the revert rolled out", timeout=120, interval=0.5)
     events = watcher.stop()
