@@ -98,6 +98,8 @@ class Operator:
     """The Phalanx operator, running as its own process against the session's cluster; restartable."""
 
     cluster: Cluster
+    name: str = "operator"
+    """Its process's name (and log file's)."""
     metrics_port: int = field(default_factory=free_port)
     liveness_port: int = field(default_factory=free_port)
     process: Process | None = None
@@ -108,18 +110,30 @@ class Operator:
 
     @property
     def log_path(self) -> Path:
-        return self.cluster.logs_dir / "operator.log"
+        return self.cluster.logs_dir / f"{self.name}.log"
+
+    identity: str = field(default_factory=lambda: f"test-operator-{free_port()}")
+    """Its lease identity, the same across restarts (as a pod's name is): a restarted operator takes
+    its lease back at once instead of waiting for it to run out."""
 
     def start(self, **extra_env: str) -> Process:
+        """Start it and wait until it holds the lease (not only until it answers)."""
+        process = self.start_standby(**extra_env)
+        wait_for(self.leads, "the operator to hold its lease", timeout=60)
+        return process
+
+    def start_standby(self, **extra_env: str) -> Process:
+        """Start it and wait until it answers (a standby, while another holds the lease)."""
         env = {
             **os.environ,
             "KUBECONFIG": self.cluster.kubeconfig,
             "PHALANX_METRICS_PORT": str(self.metrics_port),
             "PHALANX_LIVENESS_PORT": str(self.liveness_port),
+            "PHALANX_IDENTITY": self.identity,
             "PYTHONUNBUFFERED": "1",
             **extra_env,
         }
-        process = self.cluster.sandbox.spawn("operator", [sys.executable, "-m", "phalanx"], env=env)
+        process = self.cluster.sandbox.spawn(self.name, [sys.executable, "-m", "phalanx"], env=env)
         self.process = process
 
         def healthy() -> bool:
@@ -131,6 +145,12 @@ class Operator:
 
         wait_for(healthy, "the operator's liveness endpoint", timeout=60)
         return process
+
+    def leads(self) -> bool:
+        try:
+            return requests.get(f"http://127.0.0.1:{self.liveness_port}/leader", timeout=1).ok
+        except requests.RequestException:
+            return False
 
     def stop(self) -> None:
         if self.process is not None:

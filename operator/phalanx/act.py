@@ -187,8 +187,10 @@ class Actor:
         self.pdb = pdb
 
     @classmethod
-    def connect(cls, connections: int = 32) -> Actor:
-        kube = Kube(k.load_default_client(connections), on_write=_count_write, field_manager=FIELD_MANAGER)
+    def connect(cls, connections: int = 32, guard: k.WriteGuard | None = None) -> Actor:
+        """The operator's writer. ``guard``: asked before every write (leader election's fence)."""
+        manager = os.environ.get("PHALANX_TEST_FIELD_MANAGER") or FIELD_MANAGER  # tests tell two operators apart
+        kube = Kube(k.load_default_client(connections), on_write=_count_write, field_manager=manager, write_guard=guard)
         return cls(kube, k.disruption_budgets(kube))
 
     def write_status(self, store: StoreRef, current: Mapping[str, Any], new: Mapping[str, Any]) -> bool:

@@ -27,9 +27,10 @@ from typing import Any, TypeVar
 import kopf
 
 from phalanx import kube as k
-from phalanx import metrics, names
+from phalanx import metrics, names, probes
 from phalanx.act import Actor
 from phalanx.cache import StoreKey, WatchCache
+from phalanx.leader import Leadership
 from phalanx.models import (
     GROUP,
     PLURAL,
@@ -63,6 +64,10 @@ class Runtime:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.wakeups: dict[StoreKey, asyncio.Event] = {}
         self.memories: dict[StoreKey, Memory] = {}
+        self.guard: k.WriteGuard | None = None
+        """Leader election's fence, asked before every write (None: no election)."""
+        self.beat: float | None = None
+        """When the event loop last answered (liveness)."""
 
     def wake(self, stores: Iterable[StoreKey] | None) -> None:
         """Wake these stores' loops (None: every store)."""
@@ -107,15 +112,21 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 330
     RUNTIME.loop = asyncio.get_running_loop()
     RUNTIME.pool = ThreadPoolExecutor(config.api_threads, thread_name_prefix="phalanx-api")
-    RUNTIME.actor = actor = await RUNTIME.io(Actor.connect, config.api_threads)
+    RUNTIME.actor = actor = await RUNTIME.io(Actor.connect, config.api_threads, RUNTIME.guard)
     watches = 5 * max(1, len(config.namespaces)) + 2  # per namespace: pods, claims, snapshots, services, budgets
     watcher = k.Kube(k.load_default_client(connections=watches + 1))  # every watch holds a connection
     RUNTIME.cache = WatchCache(watcher, actor.pdb, config.namespaces, RUNTIME.wake_from_thread, delay=WATCH_DELAY)
     RUNTIME.cache.start()
     RUNTIME.passes = Pass(actor, RUNTIME.cache, RUNTIME.io)
-    if config.metrics_port:
-        metrics.serve(config.metrics_port)
+    asyncio.get_running_loop().create_task(heartbeat())
     log.info("phalanx started: namespaces=%s metrics=:%s", config.namespaces or "all", config.metrics_port)
+
+
+async def heartbeat() -> None:
+    """The loop answers: /healthz reads this."""
+    while True:
+        RUNTIME.beat = time.monotonic()
+        await asyncio.sleep(1.0)
 
 
 @kopf.on.cleanup()
@@ -197,7 +208,8 @@ async def run_store(
             except Exception:
                 log.exception("reconcile of %s/%s failed", namespace, name)
                 metrics.of(metrics.RECONCILES, ref.namespace, name, "error").inc()
-                delay = 5.0
+                failing += 1  # a store whose passes keep failing backs off: it never crowds the others out
+                delay = min(5.0 * 2 ** (failing - 1), 300.0)
             finally:
                 metrics.of(metrics.RECONCILE_SECONDS, ref.namespace, name).observe(time.monotonic() - started)
             await _sleep(wake, stopped, delay)
@@ -264,14 +276,66 @@ async def delete_store(
 
 
 def run() -> None:
-    """Run the operator (``python -m phalanx``): Kopf, standalone, on the namespaces the settings name."""
+    """Run the operator (``python -m phalanx``): probes and metrics at once; then, with leader
+    election (the default), stand by until this process holds the lease and only then run Kopf."""
     config = Settings.from_env()
     kopf.configure(log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.FULL)
     # Kopf logs every successful event handler at INFO: the wake-ups would drown Phalanx's own lines.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    kopf.run(
-        standalone=True,
-        clusterwide=not config.namespaces,
-        namespaces=config.namespaces,
-        liveness_endpoint=f"http://0.0.0.0:{config.liveness_port}/healthz" if config.liveness_port else None,
+    if config.metrics_port:
+        metrics.serve(config.metrics_port)
+    if config.election is None:
+        if config.liveness_port:
+            probes.serve(config.liveness_port, lambda: "leader", alive)
+        metrics.LEADER.set(1)
+        operate(config)
+        return
+    leadership = Leadership(config.election, k.load_default_client(4))
+    RUNTIME.guard = leadership.may_act
+    leadership.on_change = lambda leading: announce(leadership, leading)
+    leadership.install_signal_handlers()
+    if config.liveness_port:
+        probes.serve(config.liveness_port, lambda: "leader" if leadership.may_act() else "standby", alive)
+    metrics.LEADER.set(0)
+    leadership.run(lambda: operate(config))
+
+
+def operate(config: Settings) -> None:
+    """Kopf, standalone, on the namespaces the settings name (in whatever thread leads)."""
+    asyncio.run(
+        kopf.operator(
+            standalone=True,
+            clusterwide=not config.namespaces,
+            namespaces=config.namespaces,
+        )
     )
+
+
+def alive() -> bool:
+    """Alive unless the operator's loop, once started, has not answered for 30 s."""
+    return RUNTIME.beat is None or time.monotonic() - RUNTIME.beat < 30
+
+
+def announce(leadership: Leadership, leading: bool) -> None:
+    """Which pod leads, in the gauge, a log line (leader.py) and an Event on the Lease."""
+    metrics.LEADER.set(1 if leading else 0)
+    if not leading:
+        return
+    settings = leadership.settings
+    event = {
+        "metadata": {"generateName": f"{settings.name}-", "namespace": settings.namespace},
+        "involvedObject": {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "name": settings.name,
+            "namespace": settings.namespace,
+        },
+        "reason": "LeaderElected",
+        "message": f"{leadership.identity} leads Phalanx",
+        "type": "Normal",
+        "source": {"component": "phalanx"},
+    }
+    try:
+        k.Kube(k.load_default_client(1)).create(k.EVENTS, event, settings.namespace)
+    except Exception:  # an Event is news, not duty
+        log.warning("could not post the LeaderElected Event", exc_info=True)

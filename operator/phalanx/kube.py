@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlencode
 
 import kubernetes.client
@@ -86,6 +86,42 @@ STORES = Resource("phalanx.dev", "v1alpha1", "replicatedstores")
 WriteObserver = Callable[[str, str, int], None]
 """Called after every write with (verb, REST path, HTTP status): the operator counts them."""
 
+WriteGuard = Callable[[], bool]
+"""Asked before every write: False refuses it (the operator no longer holds its lease)."""
+
+
+class NotLeadingError(Exception):
+    """A write refused because this process may not act (see ``phalanx.leader``)."""
+
+
+_TRANSIENT = frozenset({429, 500, 502, 503, 504})
+
+RETRY: Final = urllib3.Retry(
+    total=6,
+    connect=6,
+    read=3,
+    status=5,
+    other=0,
+    redirect=0,
+    allowed_methods=frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE"}),
+    status_forcelist=_TRANSIENT,
+    backoff_factor=0.25,
+    backoff_max=8,
+    backoff_jitter=0.25,
+    respect_retry_after_header=True,
+    retry_after_max=30,
+    raise_on_status=False,
+)
+"""How a request that met a busy or restarting API server is tried again: urllib3's Retry, with
+capped exponential backoff and jitter, honouring Retry-After (at most 30 s), on connection errors,
+429 and 5xx. Reads, replaces, patches (merge patches that set values) and deletes (uid-guarded) are
+safe to repeat."""
+
+RETRY_CREATE: Final = RETRY.new(read=0, status_forcelist=frozenset({429}), allowed_methods=frozenset({"POST"}))
+"""A create is repeated only when it surely did not happen: the connection failed, or the server
+answered 429 (it refused to process it). A create that timed out or met a 5xx may have been made:
+repeating it would meet 409, which act already treats as "look at what holds the name"."""
+
 
 def load_api_client(kubeconfig: str) -> kubernetes.client.ApiClient:
     """An ApiClient for exactly this kubeconfig: never whatever $KUBECONFIG points at."""
@@ -123,9 +159,11 @@ class Kube:
         api_client: kubernetes.client.ApiClient,
         on_write: WriteObserver | None = None,
         field_manager: str | None = None,
+        write_guard: WriteGuard | None = None,
     ) -> None:
         self.api_client = api_client
         self.on_write = on_write
+        self.write_guard = write_guard
         self.field_manager = field_manager
         """Sent with every create, update and patch, so managedFields name the writer."""
 
@@ -144,6 +182,8 @@ class Kube:
         timeout: float | urllib3.Timeout | None = 30,
         stream: bool = False,
     ) -> Any:
+        if method != "GET" and self.write_guard is not None and not self.write_guard():
+            raise NotLeadingError(f"{method} {path}: this operator does not hold the lease")
         url = self.api_client.configuration.host + path
         if self.field_manager and method in ("POST", "PUT", "PATCH"):
             query = {**(query or {}), "fieldManager": self.field_manager}
@@ -155,7 +195,13 @@ class Kube:
                 headers[setting["key"]] = setting["value"]
         data = json.dumps(body) if body is not None else None
         response = self.api_client.rest_client.pool_manager.request(
-            method, url, body=data, headers=headers, preload_content=not stream, timeout=timeout
+            method,
+            url,
+            body=data,
+            headers=headers,
+            preload_content=not stream,
+            timeout=timeout,
+            retries=RETRY_CREATE if method == "POST" else RETRY,
         )
         if self.on_write is not None and method != "GET":
             self.on_write(method.lower(), path, int(response.status))

@@ -104,6 +104,11 @@ ROLLOUT_HALTS = Counter(
     ["namespace", "store"],
     registry=REGISTRY,
 )
+LEADER = Gauge(
+    "phalanx_leader",
+    "1 on the operator process that holds the lease and acts, 0 on a standby.",
+    registry=REGISTRY,
+)
 API_REQUESTS = Counter(
     "phalanx_api_requests_total",
     "Writes the operator sent to the API server, by verb, resource, namespace and HTTP status code.",

@@ -4,9 +4,16 @@
 |---|---|---|
 | ``PHALANX_NAMESPACES`` | empty | comma-separated namespaces to watch; empty watches all |
 | ``PHALANX_METRICS_PORT`` | 8080 | Prometheus /metrics port; 0 disables it |
-| ``PHALANX_LIVENESS_PORT`` | 8081 | Kopf's /healthz port; 0 disables it |
+| ``PHALANX_LIVENESS_PORT`` | 8081 | probes: /healthz, /readyz (either role), /leader (leader only); 0: none |
 | ``PHALANX_LOG_FORMAT`` | text | ``text`` or ``json`` |
 | ``PHALANX_API_THREADS`` | 16 | threads (and pooled connections) that send writes to the API server |
+| ``PHALANX_LEADER_ELECTION`` | true | run only while holding a Lease, so that replicas never act at once |
+| ``PHALANX_LEASE_NAMESPACE`` | ``POD_NAMESPACE``, else ``default`` | where the Lease lives |
+| ``PHALANX_LEASE_NAME`` | phalanx | the Lease's name |
+| ``PHALANX_IDENTITY`` | ``POD_NAME``, else host-pid | who holds the Lease |
+| ``PHALANX_LEASE_DURATION`` | 15 | seconds a standby waits after the last renewal it saw before taking over |
+| ``PHALANX_RENEW_DEADLINE`` | 10 | seconds without a renewal after which the holder stops acting and exits |
+| ``PHALANX_RETRY_PERIOD`` | 2 | seconds between two renewals (or two tries of a standby) |
 
 There is no limit on how many stores are reconciled at once: each store has its own loop, and what
 they share is the API threads. (``PHALANX_WORKERS``, which capped Kopf's per-kind workers and could
@@ -20,6 +27,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from phalanx.leader import ElectionSettings
+
 RETIRED = ("PHALANX_WORKERS",)
 """Settings that no longer mean anything: the operator warns when one is set."""
 
@@ -31,6 +40,8 @@ class Settings:
     liveness_port: int = 8081
     log_format: str = "text"
     api_threads: int = 16
+    election: ElectionSettings | None = None
+    """None: leader election is off (one operator, or a test that wants none)."""
     retired: tuple[str, ...] = ()
     """Retired settings found in the environment (to warn about)."""
 
@@ -43,7 +54,18 @@ class Settings:
         api_threads = int(env.get("PHALANX_API_THREADS", "16"))
         if api_threads < 1:
             raise ValueError(f"PHALANX_API_THREADS must be at least 1, not {api_threads}")
+        election = None
+        if env.get("PHALANX_LEADER_ELECTION", "true").strip().lower() not in ("false", "0", "no", "off"):
+            election = ElectionSettings(
+                namespace=env.get("PHALANX_LEASE_NAMESPACE") or env.get("POD_NAMESPACE") or "default",
+                name=env.get("PHALANX_LEASE_NAME") or "phalanx",
+                identity=env.get("PHALANX_IDENTITY") or env.get("POD_NAME") or "",
+                lease_duration=int(env.get("PHALANX_LEASE_DURATION", "15")),
+                renew_deadline=float(env.get("PHALANX_RENEW_DEADLINE", "10")),
+                retry_period=float(env.get("PHALANX_RETRY_PERIOD", "2")),
+            )
         return cls(
+            election=election,
             namespaces=tuple(n.strip() for n in env.get("PHALANX_NAMESPACES", "").split(",") if n.strip()),
             metrics_port=int(env.get("PHALANX_METRICS_PORT", "8080")),
             liveness_port=int(env.get("PHALANX_LIVENESS_PORT", "8081")),
