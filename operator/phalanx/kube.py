@@ -164,6 +164,8 @@ class Kube:
         self.api_client = api_client
         self.on_write = on_write
         self.write_guard = write_guard
+        self.retry, self.retry_create = RETRY, RETRY_CREATE
+        """How requests are tried again (tests shorten the backoff, never the rules)."""
         self.field_manager = field_manager
         """Sent with every create, update and patch, so managedFields name the writer."""
 
@@ -201,7 +203,7 @@ class Kube:
             headers=headers,
             preload_content=not stream,
             timeout=timeout,
-            retries=RETRY_CREATE if method == "POST" else RETRY,
+            retries=self.retry_create if method == "POST" else self.retry,
         )
         if self.on_write is not None and method != "GET":
             self.on_write(method.lower(), path, int(response.status))
