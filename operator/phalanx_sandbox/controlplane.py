@@ -423,6 +423,18 @@ class ControlPlane:
         # The service-account controller has run: pods can be created in `default`.
         return self._get("/api/v1/namespaces/default/serviceaccounts/default")[0] == 200
 
+    def restart_apiserver(self, timeout: float = 60.0) -> float:
+        """A fault: kube-apiserver is killed (SIGKILL, as a crash or an OOM kill would) and started
+        again on the same port with the same data. Returns the seconds it was away."""
+        process = next(p for p in self.processes if p.name == "kube-apiserver")
+        assert process.popen is not None, "kube-apiserver not started"
+        begin = time.monotonic()
+        process.popen.kill()
+        process.popen.wait(timeout)
+        process.start()
+        self._wait(self._api_ready, "kube-apiserver (restarted)", time.monotonic(), timeout)
+        return time.monotonic() - begin
+
     def stop(self) -> None:
         """Stop in reverse order: controllers first, etcd last."""
         for process in reversed(self.processes):
