@@ -4,6 +4,9 @@
 rendered object is validated against the bundled OpenAPI schemas of several Kubernetes versions in
 strict mode, which catches misspelt or misplaced fields that the 1.20 test control plane would silently
 drop. The RBAC tests pin the exact permission set: a widened rule must be a deliberate change here.
+The chart runs the operator highly available (two replicas electing a leader on a Lease); these tests
+pin what makes that safe and available: the rolling strategy, the election's settings and their
+constraints, the probes, the PodDisruptionBudget, the spread and the node-failure tolerations.
 Needs the helm binaries from `make tools` (.tools/bin), nothing else.
 """
 
@@ -28,14 +31,20 @@ RELEASE = "phalanx"
 RELEASE_NAMESPACE = "phalanx-system"
 # The oldest version users run, a middle one, and the newest whose schemas kubernetes-validate bundles.
 VERSIONS = ["1.27", "1.30", kubernetes_validate.latest_version()]
-# Value sets every template must render validly with: the defaults, and the namespaced/monitored mode.
+# The chart's minimum (Chart.yaml kubeVersion) and the test control plane's: no policy/v1 there.
+OLDEST = "1.20"
+# Value sets every template must render validly with: the defaults, the namespaced/monitored mode, and
+# one pod without leader election.
 VALUE_SETS: dict[str, list[str]] = {
     "default": [],
     "namespaced-monitored": ["--set", "watchNamespaces={a,b}", "--set", "metrics.serviceMonitor.enabled=true"],
+    "single-unelected": ["--set", "replicaCount=1", "--set", "leaderElection.enabled=false"],
 }
+LEADER_ROLE = f"{RELEASE}-leader-election"
 
 Obj = dict[str, Any]
 Permission = tuple[str, str, str]  # (apiGroup, resource, verb)
+NamedPermission = tuple[str, str, str, str]  # (apiGroup, resource, verb, resourceName; "" for any)
 
 
 def helm(name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -72,6 +81,14 @@ def env_of(objs: list[Obj]) -> dict[str, str]:
     return {e["name"]: e["value"] for e in container(objs)["env"] if "value" in e}
 
 
+def pod_spec(objs: list[Obj]) -> Obj:
+    return dict(only(objs, "Deployment", RELEASE_NAMESPACE)["spec"]["template"]["spec"])
+
+
+def named(objs: Iterable[Obj], kind: str, name: str) -> list[Obj]:
+    return [o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name]
+
+
 def permissions(role: Obj) -> set[Permission]:
     """A role's rules flattened to (group, resource, verb): order and grouping of rules do not matter."""
     return {
@@ -80,6 +97,18 @@ def permissions(role: Obj) -> set[Permission]:
         for group in rule["apiGroups"]
         for resource in rule["resources"]
         for verb in rule["verbs"]
+    }
+
+
+def named_permissions(role: Obj) -> set[NamedPermission]:
+    """Like ``permissions``, keeping each rule's resourceNames ("" where a rule names none: any object)."""
+    return {
+        (group, resource, verb, name)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+        for name in rule.get("resourceNames") or [""]
     }
 
 
@@ -110,6 +139,15 @@ CLUSTER = (
     | grant("snapshot.storage.k8s.io", ["volumesnapshotclasses"], READ)
     | grant("apiextensions.k8s.io", ["customresourcedefinitions"], READ)
 )
+# Leader election, in the release namespace only: the release's Lease read and renewed by name, any
+# Lease created (RBAC cannot restrict a create by name), nothing deleted, listed or watched.
+LEASE: set[NamedPermission] = {
+    ("coordination.k8s.io", "leases", "create", ""),
+    ("coordination.k8s.io", "leases", "get", RELEASE),
+    ("coordination.k8s.io", "leases", "update", RELEASE),
+}
+# The LeaderElected Event on the Lease, where no other role grants events in the release namespace.
+LEASE_EVENTS: set[NamedPermission] = {("", "events", "create", ""), ("", "events", "patch", "")}
 
 
 # --- lint and schema validation -----------------------------------------------------------------
@@ -131,9 +169,10 @@ def test_every_rendered_manifest_validates_strictly(helm_name: str, values: list
 
     The ServiceMonitor is a Prometheus Operator custom resource, for which no schema is bundled.
     """
-    objs = render(*values, helm_name=helm_name, include_crds=True)
+    objs = render(*values, "--kube-version", version, helm_name=helm_name, include_crds=True)
     kinds = sorted(o["kind"] for o in objs)
     assert {"CustomResourceDefinition", "Deployment", "Service", "ServiceAccount", "ClusterRole"} <= set(kinds)
+    assert ("PodDisruptionBudget" in kinds) == ("replicaCount=1" not in values)
     for obj in objs:
         if obj["kind"] == "ServiceMonitor":
             continue
@@ -144,6 +183,18 @@ def test_every_rendered_manifest_validates_strictly(helm_name: str, values: list
     ("values", "complaint"),
     [
         (["--set", "replicas=3"], "replicas"),
+        (["--set", "replicaCount=0"], "replicaCount"),
+        (["--set", "leaderElection.enabled=false"], "replicaCount"),
+        (["--set", "leaderElection.renewDeadline=15"], "renewDeadline"),
+        (["--set", "leaderElection.renewDeadline=20"], "renewDeadline"),
+        (["--set", "leaderElection.leaseDuration=8"], "renewDeadline"),
+        (["--set", "leaderElection.retryPeriod=0"], "retryPeriod"),
+        (["--set", "leaderElection.retryPeriod=9"], "retryPeriod"),
+        (["--set", "leaderElection.leaseDuration=1"], "leaseDuration"),
+        (["--set", "leaderElection.leaseDuration=7.5"], "leaseDuration"),
+        (["--set", "leaderElection.lease=x"], "lease"),
+        (["--set", "nodeFailureTolerationSeconds=-1"], "nodeFailureTolerationSeconds"),
+        (["--set", "topologySpreadConstraints[0].maxSkew=1"], "topologySpreadConstraints"),
         (["--set", "logFormat=xml"], "logFormat"),
         (["--set", "apiThreads=0"], "apiThreads"),
         (["--set", "watchNamespaces={Not_A_Namespace}"], "watchNamespaces"),
@@ -157,7 +208,10 @@ def test_every_rendered_manifest_validates_strictly(helm_name: str, values: list
 def test_values_that_cannot_work_are_refused_at_render_time(values: list[str], complaint: str) -> None:
     """A mistaken value fails `helm install` with a message naming it, not a broken operator later.
 
-    `replicas` in particular: the operator runs standalone, so a second copy would race the first.
+    `replicas` is not the chart's name for it (`replicaCount` is). Without leader election, a second
+    replica would race the first: one only. The election's durations must leave a leader time to stop
+    acting before its Lease may be taken (1.2 x retryPeriod < renewDeadline < leaseDuration), which the
+    operator would refuse at startup (crash-looping every pod); the chart refuses them at render time.
     """
     for helm_name in HELMS:
         result = helm(helm_name, "template", RELEASE, str(CHART), *values, check=False)
@@ -168,12 +222,30 @@ def test_values_that_cannot_work_are_refused_at_render_time(values: list[str], c
 # --- the operator's Deployment --------------------------------------------------------------------
 
 
-def test_one_standalone_operator_pod_replaced_by_recreate() -> None:
-    """Kopf runs without peering: exactly one pod, and an upgrade never runs old and new side by side."""
+def test_two_replicas_roll_one_extra_pod_at_a_time() -> None:
+    """Two pods by default (one leads, one stands by); an upgrade adds a new pod before stopping an old
+    one, never running with one fewer: safe, because only the Lease's holder acts."""
     deployment = only(render(), "Deployment", RELEASE_NAMESPACE)
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == RELEASE
+    assert only(render("--set", "replicaCount=3"), "Deployment", RELEASE_NAMESPACE)["spec"]["replicas"] == 3
+
+
+def test_without_leader_election_one_pod_replaced_by_recreate() -> None:
+    """Nothing else keeps two copies from acting at once: one pod, the old gone before the new starts."""
+    objs = render("--set", "leaderElection.enabled=false", "--set", "replicaCount=1")
+    deployment = only(objs, "Deployment", RELEASE_NAMESPACE)
     assert deployment["spec"]["replicas"] == 1
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
-    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == RELEASE
+    env = env_of(objs)
+    assert env["PHALANX_LEADER_ELECTION"] == "false"
+    assert not {name for name in env if name.startswith(("PHALANX_LEASE", "PHALANX_RENEW", "PHALANX_RETRY"))}
+    assert not named(objs, "Role", LEADER_ROLE) and not named(objs, "RoleBinding", LEADER_ROLE)
+    assert not [o for o in objs if o["kind"] == "PodDisruptionBudget"]
 
 
 def test_container_runs_the_operator_with_its_configuration() -> None:
@@ -188,6 +260,11 @@ def test_container_runs_the_operator_with_its_configuration() -> None:
         "PHALANX_LOG_FORMAT": "json",
         "PHALANX_API_THREADS": "24",
         "PHALANX_LIVENESS_PORT": "8081",
+        "PHALANX_LEADER_ELECTION": "true",
+        "PHALANX_LEASE_NAME": RELEASE,
+        "PHALANX_LEASE_DURATION": "15",
+        "PHALANX_RENEW_DEADLINE": "10",
+        "PHALANX_RETRY_PERIOD": "2",
     }
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"metrics": 9100, "health": 8081}
     service = only(objs, "Service", RELEASE_NAMESPACE)
@@ -196,13 +273,41 @@ def test_container_runs_the_operator_with_its_configuration() -> None:
     assert service["spec"]["selector"].items() <= pod_labels.items()
 
 
-def test_probes_use_kopfs_health_endpoint() -> None:
-    """The operator serves Kopf's liveness endpoint at 0.0.0.0:8081/healthz (kopf run --liveness=...)."""
-    c = container(render())
+def test_leader_election_settings_and_the_pods_identity_reach_the_operator() -> None:
+    """The durations as set; the Lease named after the release (two releases never share one) and, by
+    the downward API, in the pods' own namespace (POD_NAMESPACE), each pod known by its name (POD_NAME)."""
+    objs = render(
+        "--set",
+        "leaderElection.leaseDuration=30,leaderElection.renewDeadline=20,leaderElection.retryPeriod=4",
+        "--set",
+        "fullnameOverride=ops",
+    )
+    env = env_of(objs)
+    assert env["PHALANX_LEADER_ELECTION"] == "true"
+    assert env["PHALANX_LEASE_NAME"] == "ops"
+    assert (env["PHALANX_LEASE_DURATION"], env["PHALANX_RENEW_DEADLINE"], env["PHALANX_RETRY_PERIOD"]) == (
+        "30",
+        "20",
+        "4",
+    )
+    assert "PHALANX_LEASE_NAMESPACE" not in env and "PHALANX_IDENTITY" not in env  # the operator's defaults
+    downward = {e["name"]: e["valueFrom"] for e in container(objs)["env"] if "valueFrom" in e}
+    assert downward == {
+        "POD_NAME": {"fieldRef": {"fieldPath": "metadata.name"}},
+        "POD_NAMESPACE": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+    }
+    assert only(objs, "Deployment", RELEASE_NAMESPACE)["metadata"]["namespace"] == RELEASE_NAMESPACE
+
+
+def test_probes_use_the_operators_health_and_readiness_endpoints() -> None:
+    """Every pod serves /healthz and /readyz at 0.0.0.0:8081, in either role: a standby is alive and
+    ready (to take over). /leader, which answers 200 on the leader only, is for people, not probes."""
+    objs = render()
+    c = container(objs)
     health_port = next(p["containerPort"] for p in c["ports"] if p["name"] == "health")
-    assert health_port == 8081 == int(env_of(render())["PHALANX_LIVENESS_PORT"])
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert health_port == 8081 == int(env_of(objs)["PHALANX_LIVENESS_PORT"])
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
 
 
 def test_watched_namespaces_reach_the_operator_comma_separated() -> None:
@@ -255,13 +360,92 @@ def test_scheduling_and_pod_metadata_values_are_applied() -> None:
     )
     template = only(objs, "Deployment", RELEASE_NAMESPACE)["spec"]["template"]
     assert template["spec"]["nodeSelector"] == {"role": "ops"}
-    assert template["spec"]["tolerations"] == [{"key": "dedicated", "operator": "Exists"}]
+    assert template["spec"]["tolerations"][2:] == [{"key": "dedicated", "operator": "Exists"}]
     assert template["spec"]["priorityClassName"] == "system-cluster-critical"
     assert template["spec"]["imagePullSecrets"] == [{"name": "pull"}]
     assert template["metadata"]["annotations"] == {"note": "x"}
     assert template["metadata"]["labels"]["team"] == "db"
     assert container(objs)["image"] == "example.invalid/phalanx:dev"
     assert container(objs)["imagePullPolicy"] == "Never"
+
+
+# --- availability: budget, spread, node failure ----------------------------------------------------
+
+
+def test_disruption_budget_lets_a_drain_take_one_operator_pod_at_a_time() -> None:
+    """With two or more replicas; none with one, whose budget could only block drains."""
+    objs = render()
+    budget = only(objs, "PodDisruptionBudget", RELEASE_NAMESPACE)
+    assert budget["metadata"]["name"] == RELEASE
+    assert budget["spec"] == {
+        "maxUnavailable": 1,
+        "selector": {"matchLabels": only(objs, "Deployment", RELEASE_NAMESPACE)["spec"]["selector"]["matchLabels"]},
+    }
+    assert (
+        only(render("--set", "replicaCount=3"), "PodDisruptionBudget", RELEASE_NAMESPACE)["spec"]["maxUnavailable"] == 1
+    )
+    assert not [o for o in render("--set", "replicaCount=1") if o["kind"] == "PodDisruptionBudget"]
+
+
+@pytest.mark.parametrize("helm_name", HELMS)
+@pytest.mark.parametrize("version", [OLDEST, *VERSIONS])
+def test_disruption_budget_api_version_follows_the_cluster(helm_name: str, version: str) -> None:
+    """policy/v1 from 1.21 (and the only one from 1.25); policy/v1beta1 before, as on the 1.20 test bed.
+
+    On an install Helm asks the cluster which versions it serves; `helm template` has --kube-version.
+    """
+    budget = only(render("--kube-version", version, helm_name=helm_name), "PodDisruptionBudget", RELEASE_NAMESPACE)
+    assert budget["apiVersion"] == ("policy/v1beta1" if version == OLDEST else "policy/v1")
+
+
+def test_replicas_spread_over_zones_and_nodes_by_default_and_on_request() -> None:
+    """Soft constraints (ScheduleAnyway): the Lease, not placement, keeps one acting, and a hard
+    per-node rule could leave a replacement Pending beside a cordoned node."""
+    objs = render()
+    selector = only(objs, "Deployment", RELEASE_NAMESPACE)["spec"]["selector"]
+    assert pod_spec(objs)["topologySpreadConstraints"] == [
+        {"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": selector}
+        for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
+    ]
+    own = render(
+        "--set-json",
+        'topologySpreadConstraints=[{"maxSkew": 2, "topologyKey": "rack", "whenUnsatisfiable": "DoNotSchedule",'
+        ' "labelSelector": {"matchLabels": {"app": "x"}}}, {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",'
+        ' "whenUnsatisfiable": "DoNotSchedule"}]',
+    )
+    assert pod_spec(own)["topologySpreadConstraints"] == [
+        {
+            "maxSkew": 2,
+            "topologyKey": "rack",
+            "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": {"app": "x"}},
+        },
+        {
+            "maxSkew": 1,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": selector,
+        },
+    ]
+    assert "topologySpreadConstraints" not in pod_spec(render("--set", "topologySpreadConstraints=null"))
+    assert "topologySpreadConstraints" not in pod_spec(render("--set-json", "topologySpreadConstraints=[]"))
+
+
+def test_pods_leave_a_failed_node_in_seconds_not_five_minutes() -> None:
+    """Eviction from a not-ready or unreachable node after nodeFailureTolerationSeconds (30), not the
+    cluster's default 300, so the second replica returns sooner (failover itself is the Lease's)."""
+
+    def failure_tolerations(objs: list[Obj]) -> list[Obj]:
+        return list(pod_spec(objs)["tolerations"][:2])
+
+    expected = [
+        {"key": f"node.kubernetes.io/{taint}", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30}
+        for taint in ("not-ready", "unreachable")
+    ]
+    assert pod_spec(render())["tolerations"] == expected
+    assert failure_tolerations(render("--set", "nodeFailureTolerationSeconds=5")) == [
+        {**t, "tolerationSeconds": 5} for t in expected
+    ]
 
 
 # --- metrics ----------------------------------------------------------------------------------------
@@ -290,7 +474,12 @@ def test_cluster_wide_rbac_is_exactly_what_the_operator_uses() -> None:
     binding = only(objs, "ClusterRoleBinding")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": RELEASE}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": RELEASE, "namespace": RELEASE_NAMESPACE}]
-    assert not [o for o in objs if o["kind"] in ("Role", "RoleBinding")]
+    # The only Role: leader election's (the ClusterRole already grants events in its namespace).
+    assert [(o["kind"], o["metadata"]["name"]) for o in objs if o["kind"] in ("Role", "RoleBinding")] == [
+        ("Role", LEADER_ROLE),
+        ("RoleBinding", LEADER_ROLE),
+    ]
+    assert named_permissions(only(objs, "Role", RELEASE_NAMESPACE)) == LEASE
 
 
 def test_namespaced_rbac_grants_namespaced_rights_only_in_watched_namespaces() -> None:
@@ -306,18 +495,53 @@ def test_namespaced_rbac_grants_namespaced_rights_only_in_watched_namespaces() -
     assert only(objs, "ClusterRoleBinding")["roleRef"]["name"] == only(objs, "ClusterRole")["metadata"]["name"]
 
 
+@pytest.mark.parametrize(
+    ("watched", "events"),
+    [("", False), ("{data,cache}", True), (f"{{data,{RELEASE_NAMESPACE}}}", False)],
+    ids=["cluster-wide", "release-namespace-unwatched", "release-namespace-watched"],
+)
+def test_leader_election_role_grants_the_lease_and_nothing_more(watched: str, events: bool) -> None:
+    """In the release namespace: the release's Lease got and updated by name, a Lease created; and the
+    LeaderElected Event only where no other role already grants events in that namespace."""
+    objs = render(*(["--set", f"watchNamespaces={watched}"] if watched else []))
+    [role] = named(objs, "Role", LEADER_ROLE)
+    assert role["metadata"]["namespace"] == RELEASE_NAMESPACE
+    assert named_permissions(role) == LEASE | (LEASE_EVENTS if events else set())
+    [binding] = named(objs, "RoleBinding", LEADER_ROLE)
+    assert binding["metadata"]["namespace"] == RELEASE_NAMESPACE
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": LEADER_ROLE}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": RELEASE, "namespace": RELEASE_NAMESPACE}]
+    # Events in the release namespace, from one role or another, exactly once.
+    in_release_namespace = [
+        o
+        for o in objs
+        if o["kind"] == "ClusterRole" or (o["kind"] == "Role" and o["metadata"]["namespace"] == RELEASE_NAMESPACE)
+    ]
+    assert sum(("", "events", "create") in permissions(r) for r in in_release_namespace) == 1
+    # The Lease's name is the operator's.
+    assert {(g, r, v, n) for g, r, v, n in named_permissions(role) if n} == {
+        ("coordination.k8s.io", "leases", verb, env_of(objs)["PHALANX_LEASE_NAME"]) for verb in ("get", "update")
+    }
+
+
 @pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
 def test_rbac_has_no_wildcards_and_never_touches_secrets(values: list[str]) -> None:
+    """Leases only in leader election's Role, in the release namespace, never deleted, listed or watched."""
     for role in (o for o in render(*values) if o["kind"] in ("ClusterRole", "Role")):
         for group, resource, verb in permissions(role):
             assert "*" not in (group, resource, verb)
-            assert resource not in ("secrets", "configmaps", "serviceaccounts", "leases")
+            assert resource not in ("secrets", "configmaps", "serviceaccounts")
             assert verb not in ("escalate", "bind", "impersonate", "deletecollection")
+            if resource == "leases":
+                assert role["metadata"]["name"] == LEADER_ROLE
+                assert role["metadata"]["namespace"] == RELEASE_NAMESPACE
+                assert verb in ("get", "create", "update")
 
 
 def test_rbac_and_service_account_can_be_brought_by_the_user() -> None:
     objs = render("--set", "rbac.create=false", "--set", "serviceAccount.create=false,serviceAccount.name=ops-sa")
     assert not [o for o in objs if o["kind"] in ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")]
+    assert env_of(objs)["PHALANX_LEADER_ELECTION"] == "true"  # their roles must then grant the Lease
     assert not [o for o in objs if o["kind"] == "ServiceAccount"]
     assert only(objs, "Deployment", RELEASE_NAMESPACE)["spec"]["template"]["spec"]["serviceAccountName"] == "ops-sa"
 
@@ -347,8 +571,12 @@ def test_names_follow_release_and_overrides() -> None:
     names = {(o["kind"], o["metadata"]["name"]) for o in yaml.safe_load_all(result.stdout) if o}
     assert ("ClusterRole", "other-phalanx") in names
     assert ("Service", "other-phalanx-metrics") in names
+    assert ("Role", "other-phalanx-leader-election") in names
+    assert ("PodDisruptionBudget", "other-phalanx") in names
     objs = render("--set", "fullnameOverride=ops")
     assert only(objs, "ClusterRole")["metadata"]["name"] == "ops"
+    assert env_of(objs)["PHALANX_LEASE_NAME"] == "ops"
+    assert named(objs, "Role", "ops-leader-election")
 
 
 # --- chart metadata and the CRD -------------------------------------------------------------------
