@@ -708,7 +708,9 @@ def reported(tmp_path: Path) -> Iterator[tuple[Wire, Path]]:
     wire.objects = cluster_of_three().objects
     store = wire.store()
     store["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "DB_PASSWORD", "value": "hunter2"}]
-    store["metadata"]["annotations"] = {bundle.LAST_APPLIED: '{"env": "hunter2"}'}
+    copy_of_spec = json.dumps({"spec": store["spec"]})
+    store["metadata"]["annotations"] = {bundle.LAST_APPLIED: copy_of_spec}
+    store["status"]["kopf"] = {"lastHandledConfiguration": copy_of_spec}
     env = [
         {"name": "API_TOKEN", "value": "hunter2"},
         {"name": "MODE", "value": "cluster"},
@@ -792,3 +794,10 @@ def test_redaction_covers_sensitive_names_at_any_depth() -> None:
     assert [e["value"] for e in redacted["containers"][0]["env"]] == ["1", bundle.REDACTED]
     assert body["containers"][0]["env"][1]["value"] == "y"  # a copy: the original untouched
     assert bundle.dump(redacted).count(bundle.REDACTED) == 2
+    as_text = {"annotations": {bundle.LAST_APPLIED: json.dumps(body)}, "kopf": {"last": json.dumps(body)}}
+    inside = bundle.redact(as_text)
+    assert json.loads(inside["kopf"]["last"]) == redacted  # JSON text is redacted inside
+    assert json.loads(inside["annotations"][bundle.LAST_APPLIED]) == redacted
+    unreadable = bundle.redact({"annotations": {bundle.LAST_APPLIED: "{not json: x", "other": "{kept"}})
+    assert unreadable == {"annotations": {bundle.LAST_APPLIED: bundle.REDACTED, "other": "{kept"}}
+    assert bundle.redact({"kopf": '{"a": 1}'}) == {"kopf": '{"a": 1}'}  # nothing to redact: left as written

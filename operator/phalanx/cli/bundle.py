@@ -9,13 +9,13 @@ they may read.
 
 What must not leave the cluster does not: Secrets are never read (the client refuses to), and values
 that may hold one are redacted before anything is written: the value of every environment variable
-whose name looks like a password, token, secret or key (in the store's template and in pod specs),
-and ``kubectl.kubernetes.io/last-applied-configuration`` (a copy of a whole manifest, env included).
+whose name looks like a password, token, secret or key, wherever it is: in the store's template, in
+pod specs, and inside the copies of the spec that kubectl and Kopf keep as JSON text
+(``kubectl.kubernetes.io/last-applied-configuration``, ``status.kopf``).
 """
 
 from __future__ import annotations
 
-import copy
 import importlib.metadata
 import io
 import json
@@ -60,28 +60,47 @@ Failure = (ApiError, urllib3.exceptions.HTTPError, OSError)
 
 
 def redact(value: Any) -> Any:
-    """A copy with sensitive environment values and last-applied annotations replaced (see above)."""
-    found = copy.deepcopy(value)
-    _redact(found)
+    """A copy with the value of every sensitive environment variable replaced, at any depth, and
+    inside JSON text too: kubectl's last-applied-configuration and Kopf's ``status.kopf`` keep whole
+    copies of the spec as JSON strings. A last-applied annotation that is not JSON is replaced whole."""
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    if isinstance(value, str):
+        return _redact_json(value)
+    if not isinstance(value, dict):
+        return value
+    found = {key: redact(item) for key, item in value.items()}
+    env = found.get("env")
+    if isinstance(env, list):
+        found["env"] = [
+            {**variable, "value": REDACTED}
+            if isinstance(variable, dict) and "value" in variable and SENSITIVE.search(str(variable.get("name", "")))
+            else variable
+            for variable in env
+        ]
+    annotations = found.get("annotations")
+    if isinstance(annotations, dict) and LAST_APPLIED in annotations and _json(annotations[LAST_APPLIED]) is None:
+        found["annotations"] = {**annotations, LAST_APPLIED: REDACTED}
     return found
 
 
-def _redact(value: Any) -> None:
-    if isinstance(value, list):
-        for item in value:
-            _redact(item)
-        return
-    if not isinstance(value, dict):
-        return
-    env = value.get("env")
-    for variable in env if isinstance(env, list) else []:
-        if isinstance(variable, dict) and "value" in variable and SENSITIVE.search(str(variable.get("name", ""))):
-            variable["value"] = REDACTED
-    annotations = value.get("annotations")
-    if isinstance(annotations, dict) and LAST_APPLIED in annotations:
-        annotations[LAST_APPLIED] = REDACTED
-    for item in value.values():
-        _redact(item)
+def _json(text: Any) -> Any:
+    """The document a string holds when it is a JSON object or array, else None."""
+    if not isinstance(text, str) or text.lstrip()[:1] not in ("{", "["):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _redact_json(text: str) -> str:
+    """JSON text redacted inside (written back compact only when something was redacted)."""
+    document = _json(text)
+    if document is None:
+        return text
+    redacted = redact(document)
+    return text if redacted == document else json.dumps(redacted, separators=(",", ":"))
 
 
 def dump(value: Any) -> str:
@@ -275,7 +294,8 @@ def readme(bundle: Bundle, store: Obj, now: datetime, server: str, version: str)
         "left out on purpose:",
         "  - Secrets: never read.",
         f"  - values of environment variables named like a password, token, secret or key: {REDACTED}",
-        f"  - the {LAST_APPLIED} annotation (a copy of a whole manifest): {REDACTED}",
+        "    (also inside the copies of the spec kept as JSON text: kubectl's last-applied-configuration",
+        "    annotation and Kopf's status.kopf)",
     ]
     if bundle.notes:
         lines += ["", "notes (what is missing, and why):", *(f"  - {note}" for note in bundle.notes)]

@@ -96,7 +96,12 @@ def refusal(method: str, path: str, body: Any, content_type: str) -> str | None:
 
 class PluginKube(Kube):
     """The operator's client, held to what the plugin may do (``refusal``), its API errors carrying
-    the request that drew them."""
+    the request that drew them. It gives up sooner than the operator (a person is waiting): a few
+    quick tries on a busy or restarting API server, then the error."""
+
+    def __init__(self, api_client: kubernetes.client.ApiClient, field_manager: str | None = FIELD_MANAGER) -> None:
+        super().__init__(api_client, field_manager=field_manager)
+        self.retry = k.RETRY.new(total=3, connect=2, read=1, status=2, backoff_max=2)
 
     def request(self, method: str, path: str, **options: Any) -> Any:
         refused = refusal(method, path, options.get("body"), options.get("content_type", "application/json"))
