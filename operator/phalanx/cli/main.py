@@ -113,10 +113,12 @@ def _wait_flags(parser: argparse.ArgumentParser, what: str, timeout: str) -> Non
 
 
 def style() -> show.Style:
-    """Tree lines on a terminal, colour too unless NO_COLOR says otherwise; plain text when piped."""
+    """Tree lines on a terminal that can draw them (UTF-8), colour too unless NO_COLOR or a dumb
+    terminal says otherwise; plain text when piped."""
     if not sys.stdout.isatty():
         return show.PLAIN
-    return show.Style(tree=True, colour=not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb")
+    utf8 = (sys.stdout.encoding or "").lower().replace("-", "") == "utf8"
+    return show.Style(tree=utf8, colour=not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb")
 
 
 def emit(data: Any, output: str) -> None:
@@ -161,6 +163,7 @@ def cmd_plan(args: argparse.Namespace, conn: Connection, now: datetime) -> int:
     else:
         outcome = preview.live(conn.kube, args.store, conn.namespace, now)
     if outcome.report is None:
+        # the dry run's own refusal; for -o yaml its JSON, which YAML readers read as well
         return dryrun.invalid_spec(str(outcome.invalid), "json" if args.output != "text" else "text")
     if args.output == "text":
         print(preview.text(outcome))

@@ -219,7 +219,7 @@ def condition_colour(kind: str, status: str) -> str:
     rest = AT_REST.get(kind, "False" if kind in _BAD_WHEN_TRUE else "True")
     if status == rest:
         return "green"
-    if status == "Unknown" or kind in ("Reconciling",):
+    if status == "Unknown" or kind == "Reconciling":
         return "yellow"
     return "red"
 
