@@ -237,9 +237,19 @@ def phase_of(s: Summary, progress: Progress) -> StorePhase:
     return StorePhase.PENDING  # creating, scaling, members starting: nothing lost
 
 
+def stalled_by(progress: Progress) -> tuple[str, str] | None:
+    """Why a valid store is Stalled (reason, message), or None: a paused store never is."""
+    return progress.blocked if not progress.paused else None
+
+
 def ready_condition(s: Summary, progress: Progress) -> Setting:
     if progress.stalled is not None:
         return ConditionType.READY, False, "InvalidSpec", progress.stalled
+    blocked = stalled_by(progress)
+    if blocked is not None:
+        # kstatus: Ready=True means the spec was reached, and a store that cannot converge by waiting
+        # has not reached it, even with every member serving (spec.zones naming no zone, say).
+        return ConditionType.READY, False, blocked[0], f"{len(s.ready)}/{s.desired} members ready; stalled"
     rollout = progress.rollout
     if rollout is not None and rollout.halted is None and not progress.busy:
         # A rollout takes members out on purpose, within the budget: the store stays Ready while
@@ -260,6 +270,18 @@ def ready_condition(s: Summary, progress: Progress) -> Setting:
 
 
 def reconciling_condition(s: Summary, progress: Progress) -> Setting:
+    """Reconciling, never True beside Stalled=True: kstatus readers (Flux, `kubectl wait`, kpt) take
+    the first of the two that is True in the list, and Reconciling comes first; a stalled store still
+    Reconciling would be waited on to the end of their timeout instead of reported Failed."""
+    kind, value, reason, message = working(s, progress)
+    blocked = stalled_by(progress)
+    if value and blocked is not None:
+        return kind, False, blocked[0], f"stalled: {message}"
+    return kind, value, reason, message
+
+
+def working(s: Summary, progress: Progress) -> Setting:
+    """What Reconciling says of the work under way, before a stall is taken into account."""
     if progress.stalled is not None:
         return ConditionType.RECONCILING, False, "InvalidSpec", "nothing is done until the spec is fixed"
     if progress.paused:
@@ -288,8 +310,9 @@ def reconciling_condition(s: Summary, progress: Progress) -> Setting:
 def stalled_condition(progress: Progress) -> Setting:
     if progress.stalled is not None:
         return ConditionType.STALLED, True, "InvalidSpec", progress.stalled
-    if progress.blocked is not None and not progress.paused:
-        return ConditionType.STALLED, True, *progress.blocked
+    blocked = stalled_by(progress)
+    if blocked is not None:
+        return ConditionType.STALLED, True, *blocked
     return ConditionType.STALLED, False, "Paused" if progress.paused else "Progressing", "no blocking problem"
 
 
