@@ -86,7 +86,11 @@ def build() -> dict[str, Any]:
         "storage": True,
         "subresources": {
             "status": {},
-            "scale": {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"},
+            "scale": {
+                "specReplicasPath": ".spec.replicas",
+                "statusReplicasPath": ".status.replicas",
+                "labelSelectorPath": ".status.selector",
+            },
         },
         "additionalPrinterColumns": _printer_columns(),
         "schema": {"openAPIV3Schema": _root_schema()},

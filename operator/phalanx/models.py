@@ -881,6 +881,11 @@ class ReplicatedStoreStatus(_Model):
     zones_display: Text | None = None
     """Zones whose members are all ready, over the store's zones (for example 3/3), for `kubectl get`."""
 
+    selector: Text | None = None
+    """The label selector of the members' pods, as text (`phalanx.dev/store=<name>`): the scale
+    subresource reads it, so that `kubectl scale`, HorizontalPodAutoscalers and VerticalPodAutoscalers
+    find the pods they measure."""
+
     last_serial: Count = 0
     """The highest member serial used so far. Serials are never reused, so that a member's name always
     means one pod and one volume: a new member gets the next one."""

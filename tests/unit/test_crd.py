@@ -220,6 +220,8 @@ def test_status_and_scale_subresources() -> None:
     assert subresources["status"] == {}
     scale = subresources["scale"]
     assert _resolves(scale["specReplicasPath"]) and _resolves(scale["statusReplicasPath"])
+    # HorizontalPodAutoscalers and `kubectl scale` find the members' pods through it.
+    assert scale["labelSelectorPath"] == ".status.selector" and _resolves(scale["labelSelectorPath"])
 
 
 # ------------------------------------------------------------------------------------------ refusals

@@ -312,3 +312,15 @@ def test_a_member_keeps_its_since_while_its_state_holds() -> None:
     }
     status = build_status(store_spec(2), observed(world, previous), NOW, ZONES)
     assert [m.since for m in status.members] == [EPOCH + timedelta(seconds=30), NOW]
+
+
+@pytest.mark.parametrize("spec", [store_spec(3), None], ids=["valid", "invalid"])
+def test_status_names_the_members_pods_by_a_selector_for_the_scale_subresource(spec: Any) -> None:
+    """The scale subresource's labelSelectorPath: HPA and VPA select the member pods with it, whatever
+    the spec's state (an invalid store still scales once it is fixed)."""
+    world = with_members(empty_world(ZONES), (1, "zone-a"))
+    decided = plan(spec, observed(world), NOW, invalid=None if spec else "spec.replicas: missing")
+    assert decided.status.selector == "phalanx.dev/store=orders"
+    [pod_] = world.pods
+    key, _, value = decided.status.selector.partition("=")
+    assert pod_["metadata"]["labels"][key] == value

@@ -23,6 +23,7 @@ from phalanx.models import (
     StorePhase,
     ZoneStatus,
 )
+from phalanx.names import STORE_LABEL
 from phalanx.observe import Observed
 from phalanx.plan.health import (
     member_state,
@@ -370,6 +371,7 @@ def build_status(
         updated_replicas=sum(1 for m in s.members if revision and m.revision == revision),
         ready_display=f"{len(s.ready)}/{s.desired}",
         zones_display=f"{healthy_zones}/{expected_zones}",
+        selector=f"{STORE_LABEL}={observed.store.name}",
         current_revision=s.current,
         update_revision=revision,
         zones=s.zones,
