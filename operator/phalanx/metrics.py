@@ -6,11 +6,39 @@ read them without the process-wide default collectors. Every name here is docume
 
 from __future__ import annotations
 
+import platform
+from importlib import metadata
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
+PlatformCollector(registry=REGISTRY)  # python_info: the convention every exporter follows
+
+
+def _version() -> str:
+    try:
+        return metadata.version("phalanx")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+BUILD_INFO = Gauge(
+    "phalanx_build_info",
+    "Always 1; the labels say which Phalanx runs, on which Python (join on it to tell versions apart).",
+    ["version", "python"],
+    registry=REGISTRY,
+)
+BUILD_INFO.labels(_version(), platform.python_version()).set(1)
 
 RECONCILE_SECONDS = Histogram(
     "phalanx_reconcile_duration_seconds",
@@ -37,7 +65,7 @@ DESIRED = Gauge(
 READY = Gauge("phalanx_store_ready_replicas", "Ready members of a store.", ["namespace", "store"], registry=REGISTRY)
 STORE_CONDITION = Gauge(
     "phalanx_store_condition",
-    "1 when the condition is True, 0 otherwise.",
+    "1 when the condition is True, 0 when False; no series while it is Unknown or not reported.",
     ["namespace", "store", "condition"],
     registry=REGISTRY,
 )
@@ -63,6 +91,13 @@ RECOVERY_SECONDS = Histogram(
 SNAPSHOT_AGE = Gauge(
     "phalanx_snapshot_age_seconds",
     "Age of the newest ready snapshot of a store.",
+    ["namespace", "store"],
+    registry=REGISTRY,
+)
+SNAPSHOT_LAST_SUCCESS = Gauge(
+    "phalanx_snapshot_last_success_timestamp_seconds",
+    "When the newest ready snapshot of a store was taken (Unix time): alert on time() minus it, which "
+    "keeps growing even if the operator stops updating its metrics, where the age would freeze.",
     ["namespace", "store"],
     registry=REGISTRY,
 )

@@ -23,7 +23,7 @@ from phalanx import build, metrics, names
 from phalanx.act import OWN_STATUS_EXCLUDED, Actor, Outcome, Provenance, controller_name, controller_uid
 from phalanx.cache import WatchCache
 from phalanx.expectations import Expectation, Expectations, expected
-from phalanx.models import ConditionType, RecoveryRecord, ReplicatedStoreSpec, ReplicatedStoreStatus
+from phalanx.models import ConditionStatus, ConditionType, RecoveryRecord, ReplicatedStoreSpec, ReplicatedStoreStatus
 from phalanx.names import StoreRef
 from phalanx.observe import Observed, observe
 from phalanx.plan import REFUSED_PASSES, ExpandVolume, Plan, plan
@@ -314,8 +314,12 @@ def record(ref: StoreRef, plan_: Plan, desired: int, previous: Mapping[str, Any]
     metrics.drop(metrics.MEMBERS, ns, name, keep=set(counts))  # states no member is in any more go
     for (zone, state), count in counts.items():
         metrics.of(metrics.MEMBERS, ns, name, zone, state).set(count)
-    for condition in status.conditions:
-        metrics.of(metrics.STORE_CONDITION, ns, name, condition.type).set(condition.status == "True")
+    # Only True (1) and False (0): an Unknown condition, or one no longer reported, has no series, so
+    # that a dashboard never reads "not known" as "False".
+    known = {c.type: c.status == ConditionStatus.TRUE for c in status.conditions if c.status != ConditionStatus.UNKNOWN}
+    metrics.drop(metrics.STORE_CONDITION, ns, name, keep={(kind,) for kind in known})
+    for kind, value in known.items():
+        metrics.of(metrics.STORE_CONDITION, ns, name, kind).set(value)
     for recovery in plan_.recoveries:
         metrics.of(metrics.RECOVERIES, ns, name, recovery.source.value).inc()
     done = completed_recovery(previous, plan_)
@@ -338,3 +342,4 @@ def record(ref: StoreRef, plan_: Plan, desired: int, previous: Mapping[str, Any]
         metrics.of(metrics.SNAPSHOTS, ns, name).set(status.snapshots.count)
         if status.snapshots.latest_time is not None:
             metrics.of(metrics.SNAPSHOT_AGE, ns, name).set((now - status.snapshots.latest_time).total_seconds())
+            metrics.of(metrics.SNAPSHOT_LAST_SUCCESS, ns, name).set(status.snapshots.latest_time.timestamp())

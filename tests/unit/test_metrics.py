@@ -89,3 +89,60 @@ def test_rollout_news_reports_a_halt_a_step_and_the_end_once() -> None:
     assert duration == 60.0
     said, _, _ = reconcile.rollout_news({"rollout": done.to_wire()}, with_rollout(None), later)
     assert said == [(False, "RolloutCompleted", "every member runs revision r2")]
+
+
+def test_a_condition_is_1_when_true_0_when_false_and_no_series_when_unknown_or_gone() -> None:
+    from phalanx.models import ConditionStatus
+    from phalanx.plan import Plan
+
+    ref = StoreRef(name="orders", namespace="m4", uid="u")
+    world = with_members(empty_world(["zone-a"]), (1, "zone-a"))
+    decided = plan(store_spec(1), observed(world), world.now)
+    reconcile.record(ref, decided, 1, {}, world.now)
+    mine = {s[2] for s in series("phalanx_store_condition") if s[:2] == ("m4", "orders")}
+    assert mine == {c.type for c in decided.status.conditions}
+
+    def value(kind: str) -> float | None:
+        labels = {"namespace": "m4", "store": "orders", "condition": kind}
+        return metrics.REGISTRY.get_sample_value("phalanx_store_condition", labels)
+
+    assert value("Stalled") == 0 and value("ZonesBalanced") == 1
+    unknown = [
+        c.model_copy(update={"status": ConditionStatus.UNKNOWN}) if c.type == "Ready" else c
+        for c in decided.status.conditions
+        if c.type != "Degraded"  # no longer reported (as for an invalid spec)
+    ]
+    reconcile.record(ref, Plan((), decided.status.model_copy(update={"conditions": unknown}), 1.0), 1, {}, world.now)
+    assert value("Ready") is None, "Unknown is not False"
+    assert value("Degraded") is None, "a condition no longer reported leaves no stale series"
+    assert value("Stalled") == 0
+
+
+def test_the_last_snapshots_time_is_a_timestamp_that_does_not_depend_on_the_pass() -> None:
+    from datetime import timedelta
+
+    from phalanx.models import SnapshotStatus
+    from phalanx.plan import Plan
+    from tests.unit.test_plan import NOW
+
+    ref = StoreRef(name="orders", namespace="m5", uid="u")
+    taken = NOW - timedelta(minutes=5)
+    status = plan(store_spec(1), observed(empty_world(["zone-a"])), NOW).status
+    with_snapshot = Plan((), status.model_copy(update={"snapshots": SnapshotStatus(latest_time=taken, count=1)}), 1.0)
+    for later in (NOW, NOW + timedelta(hours=1)):
+        reconcile.record(ref, with_snapshot, 1, {}, later)
+        labels = {"namespace": "m5", "store": "orders"}
+        assert metrics.REGISTRY.get_sample_value("phalanx_snapshot_last_success_timestamp_seconds", labels) == (
+            taken.timestamp()
+        )
+        age = metrics.REGISTRY.get_sample_value("phalanx_snapshot_age_seconds", labels)
+        assert age == (later - taken).total_seconds()
+
+
+def test_build_info_and_the_process_metrics_are_exported() -> None:
+    import platform
+
+    [build] = [s for f in metrics.REGISTRY.collect() for s in f.samples if s.name == "phalanx_build_info"]
+    assert build.value == 1 and build.labels["python"] == platform.python_version() and build.labels["version"]
+    names = {s.name for f in metrics.REGISTRY.collect() for s in f.samples}
+    assert {"process_cpu_seconds_total", "process_resident_memory_bytes", "python_info"} <= names
