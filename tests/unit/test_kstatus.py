@@ -13,8 +13,9 @@ Planner-level: each phase is made by ``phalanx.plan.plan`` on a world of ``tests
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -29,9 +30,10 @@ GENERATION = 7
 """The store's metadata.generation in the worlds below (Drive's rollouts observe generation 1)."""
 
 
-def kstatus(generation: int, status: ReplicatedStoreStatus) -> str:
-    """cli-utils' ``status.Compute`` for a resource that carries the standard conditions."""
-    wire = status.to_wire()
+def kstatus(generation: int, status: ReplicatedStoreStatus | Mapping[str, Any]) -> str:
+    """cli-utils' ``status.Compute`` for a resource that carries the standard conditions (``status``:
+    the model, or the wire form as the API server serves it; deletion left out)."""
+    wire = status.to_wire() if isinstance(status, ReplicatedStoreStatus) else status
     observed_generation = wire.get("observedGeneration")
     if observed_generation is not None and observed_generation != generation:
         return "InProgress"

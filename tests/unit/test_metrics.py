@@ -146,3 +146,29 @@ def test_build_info_and_the_process_metrics_are_exported() -> None:
     assert build.value == 1 and build.labels["python"] == platform.python_version() and build.labels["version"]
     names = {s.name for f in metrics.REGISTRY.collect() for s in f.samples}
     assert {"process_cpu_seconds_total", "process_resident_memory_bytes", "python_info"} <= names
+
+
+def readme_metric_names() -> set[str]:
+    """The metric names of README's Metrics table (first column)."""
+    import re
+
+    from tests.argocd import REPO
+
+    readme = (REPO / "README.md").read_text()
+    table = readme.split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
+    return {name for cell in rows for name in re.findall(r"`([a-z_:]+)`", cell)}
+
+
+def served_metric_names(exposition: str) -> set[str]:
+    """The metric names a Prometheus text exposition declares (its HELP lines), samples or not."""
+    return {line.split()[2] for line in exposition.splitlines() if line.startswith("# HELP ")}
+
+
+def test_the_readme_lists_every_phalanx_metric_and_nothing_that_is_not_served() -> None:
+    from prometheus_client import generate_latest
+
+    served = served_metric_names(generate_latest(metrics.REGISTRY).decode())
+    listed = readme_metric_names()
+    assert listed - served == set(), "listed in README, not served"
+    assert {n for n in served if n.startswith("phalanx_")} - listed == set(), "served, not in README's Metrics table"
