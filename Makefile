@@ -11,7 +11,7 @@ SANDBOX := $(VENV)/bin/phalanx-sandbox
 KUBECTL := .tools/bin/kubectl --kubeconfig .sandbox/kubeconfig
 PYTEST_ARGS ?=
 
-.PHONY: setup venv kube-binaries tools test unit lint typecheck layers check crds sandbox demo down bench clean
+.PHONY: setup venv kube-binaries tools test unit lint typecheck layers check crds chart-files sandbox demo down bench clean
 
 setup: venv kube-binaries tools
 
@@ -27,6 +27,7 @@ kube-binaries:
 
 tools: venv
 	@PIP=$(PIP) ./hack/fetch-tools.sh
+	@./hack/fetch-prometheus.sh
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -49,6 +50,10 @@ check: lint typecheck layers
 
 crds: venv
 	$(PY) -m phalanx.crd --out crds --out charts/phalanx/crds
+
+# The chart renders the alerts from a copy of deploy/ (Helm reads no file outside it).
+chart-files:
+	cp deploy/prometheus/phalanx-rules.yaml charts/phalanx/files/
 
 sandbox: setup
 	$(SANDBOX) up --operator

@@ -33,11 +33,16 @@ RELEASE_NAMESPACE = "phalanx-system"
 VERSIONS = ["1.27", "1.30", kubernetes_validate.latest_version()]
 # The chart's minimum (Chart.yaml kubeVersion) and the test control plane's: no policy/v1 there.
 OLDEST = "1.20"
-# Value sets every template must render validly with: the defaults, the namespaced/monitored mode, and
-# one pod without leader election.
+# Value sets every template must render validly with: the defaults, the namespaced/monitored mode (with
+# every opt-in observability object), and one pod without leader election.
 VALUE_SETS: dict[str, list[str]] = {
     "default": [],
-    "namespaced-monitored": ["--set", "watchNamespaces={a,b}", "--set", "metrics.serviceMonitor.enabled=true"],
+    "namespaced-monitored": [
+        "--set",
+        "watchNamespaces={a,b}",
+        "--set",
+        "metrics.serviceMonitor.enabled=true,prometheusRule.enabled=true",
+    ],
     "single-unelected": ["--set", "replicaCount=1", "--set", "leaderElection.enabled=false"],
 }
 LEADER_ROLE = f"{RELEASE}-leader-election"
@@ -167,14 +172,16 @@ def test_chart_lints_strictly(helm_name: str, values: list[str]) -> None:
 def test_every_rendered_manifest_validates_strictly(helm_name: str, values: list[str], version: str) -> None:
     """Every object, the CRD included, is valid for Kubernetes 1.27 up to the newest bundled schemas.
 
-    The ServiceMonitor is a Prometheus Operator custom resource, for which no schema is bundled.
+    The ServiceMonitor and the PrometheusRule are Prometheus Operator custom resources, for which no
+    schema is bundled: the rules are checked by promtool instead (test_chart_observability.py).
     """
     objs = render(*values, "--kube-version", version, helm_name=helm_name, include_crds=True)
     kinds = sorted(o["kind"] for o in objs)
     assert {"CustomResourceDefinition", "Deployment", "Service", "ServiceAccount", "ClusterRole"} <= set(kinds)
     assert ("PodDisruptionBudget" in kinds) == ("replicaCount=1" not in values)
     for obj in objs:
-        if obj["kind"] == "ServiceMonitor":
+        if obj["apiVersion"].startswith("monitoring.coreos.com/"):
+            assert obj["kind"] in ("ServiceMonitor", "PrometheusRule")
             continue
         kubernetes_validate.validate(obj, version, strict=True)
 
