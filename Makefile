@@ -51,9 +51,9 @@ check: lint typecheck layers
 crds: venv
 	$(PY) -m phalanx.crd --out crds --out charts/phalanx/crds
 
-# The chart renders the alerts from a copy of deploy/ (Helm reads no file outside it).
+# The chart renders the alerts and the dashboard from copies of deploy/ (Helm reads no file outside it).
 chart-files:
-	cp deploy/prometheus/phalanx-rules.yaml charts/phalanx/files/
+	cp deploy/prometheus/phalanx-rules.yaml deploy/grafana/phalanx-dashboard.json charts/phalanx/files/
 
 sandbox: setup
 	$(SANDBOX) up --operator

@@ -1,5 +1,5 @@
-"""The chart's opt-in observability objects, rendered without a cluster: the PrometheusRule and the
-ServiceMonitor's labels.
+"""The chart's opt-in observability objects, rendered without a cluster: the PrometheusRule, the
+Grafana dashboard's ConfigMap and the ServiceMonitor's labels.
 
 The PrometheusRule must carry exactly the alerts of deploy/prometheus/phalanx-rules.yaml (the file
 that is unit-tested with promtool), so it is compared with that file as data, and the rendered rules
@@ -22,6 +22,7 @@ from tests.promql import promtool
 from tests.unit.test_chart_render import CHART, HELMS, RELEASE, RELEASE_NAMESPACE, Obj, helm, only, render
 
 RULES = REPO / "deploy" / "prometheus" / "phalanx-rules.yaml"
+DASHBOARD = REPO / "deploy" / "grafana" / "phalanx-dashboard.json"
 
 
 def rules_file() -> dict[str, Any]:
@@ -106,10 +107,13 @@ def test_promtool_accepts_the_rendered_rules(helm_name: str, tmp_path: Path) -> 
         (["--set", "prometheusRule.runbookBaseURL=docs/runbooks"], "runbookBaseURL"),
         (["--set", "prometheusRule.enable=true"], "enable"),
         (["--set-json", "prometheusRule.ruleLabels.n=1"], "ruleLabels"),
+        (["--set-json", "grafanaDashboard.labels.grafana_dashboard=1"], "grafana_dashboard"),
+        (["--set", "grafanaDashboard.namespace=Not_A_Namespace"], "namespace"),
     ],
 )
 def test_observability_values_that_cannot_work_are_refused(values: list[str], complaint: str) -> None:
-    """A runbook base that is not a URL, a misspelt key, a label value that is not a string."""
+    """A runbook base that is not a URL, a misspelt key, a label value that is not a string (the
+    sidecar's `"1"` given as the number 1 would never match), a namespace that cannot be one."""
     for helm_name in HELMS:
         result = helm(helm_name, "template", RELEASE, str(CHART), *values, check=False)
         assert result.returncode != 0, f"{helm_name} accepted {values}"
@@ -122,3 +126,36 @@ def test_service_monitor_keeps_the_stores_namespace_label() -> None:
     objs = render("--set", "metrics.serviceMonitor.enabled=true")
     [endpoint] = only(objs, "ServiceMonitor", RELEASE_NAMESPACE)["spec"]["endpoints"]
     assert endpoint["honorLabels"] is True
+
+
+def dashboards(objs: list[Obj]) -> list[Obj]:
+    return [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-dashboard")]
+
+
+def test_dashboard_config_map_only_when_enabled() -> None:
+    assert not dashboards(render())
+
+
+@pytest.mark.parametrize("helm_name", HELMS)
+def test_dashboard_config_map_carries_the_dashboard_for_grafanas_sidecar(helm_name: str) -> None:
+    """The file to the byte (Grafana's own ${...} variables untouched by Helm), under the label the
+    sidecar of kube-prometheus-stack looks for by default."""
+    [config_map] = dashboards(render("--set", "grafanaDashboard.enabled=true", helm_name=helm_name))
+    assert config_map["metadata"]["name"] == "phalanx-dashboard"
+    assert config_map["metadata"]["namespace"] == RELEASE_NAMESPACE
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert "annotations" not in config_map["metadata"]
+    assert config_map["data"] == {"phalanx-dashboard.json": DASHBOARD.read_text()}
+
+
+def test_dashboard_config_map_goes_where_the_sidecar_watches() -> None:
+    objs = render(
+        "--set", "grafanaDashboard.enabled=true,grafanaDashboard.namespace=monitoring",
+        "--set", "grafanaDashboard.labels.grafana_dashboard=null,grafanaDashboard.labels.dashboards=phalanx",
+        "--set", "grafanaDashboard.annotations.grafana_folder=Storage",
+    )  # fmt: skip
+    [config_map] = dashboards(objs)
+    metadata = config_map["metadata"]
+    assert metadata["namespace"] == "monitoring"
+    assert metadata["labels"]["dashboards"] == "phalanx" and "grafana_dashboard" not in metadata["labels"]
+    assert metadata["annotations"] == {"grafana_folder": "Storage"}

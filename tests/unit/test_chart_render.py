@@ -41,7 +41,7 @@ VALUE_SETS: dict[str, list[str]] = {
         "--set",
         "watchNamespaces={a,b}",
         "--set",
-        "metrics.serviceMonitor.enabled=true,prometheusRule.enabled=true",
+        "metrics.serviceMonitor.enabled=true,prometheusRule.enabled=true,grafanaDashboard.enabled=true",
     ],
     "single-unelected": ["--set", "replicaCount=1", "--set", "leaderElection.enabled=false"],
 }
