@@ -137,6 +137,9 @@ def test_install_makes_an_available_operator_and_uninstall_cleans_up(
         assert set(names(cluster, CLUSTER_KINDS, selector=selector)) == {
             f"clusterrole.rbac.authorization.k8s.io/{release}",
             f"clusterrolebinding.rbac.authorization.k8s.io/{release}",
+            # Tenants' rights, aggregated into view/edit/admin (test_chart_tenants.py).
+            f"clusterrole.rbac.authorization.k8s.io/{release}-view",
+            f"clusterrole.rbac.authorization.k8s.io/{release}-edit",
         }
         # An upgrade (each Helm's default apply; CRDs are not touched) replaces the operator's pod.
         upgrade = ["upgrade", release, CHART, "--namespace", namespace, "--reuse-values", "--set", "logFormat=json"]

@@ -121,6 +121,19 @@ def grant(group: str, resources: Iterable[str], verbs: Iterable[str]) -> set[Per
     return {(group, r, v) for r in resources for v in verbs}
 
 
+AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-"
+
+
+def tenant_role(obj: Obj) -> bool:
+    """A ClusterRole that extends Kubernetes' view/edit/admin roles (test_chart_observability.py)."""
+    return any(label.startswith(AGGREGATE) for label in obj["metadata"].get("labels") or {})
+
+
+def operators(objs: Iterable[Obj]) -> list[Obj]:
+    """The release's objects without the tenants' aggregated roles: what the operator itself runs with."""
+    return [o for o in objs if not tenant_role(o)]
+
+
 READ = ("get", "list", "watch")
 # What the operator does in a store's namespace (design: act writes, observe watches, Kopf posts events).
 NAMESPACED = (
@@ -476,7 +489,7 @@ def test_service_monitor_only_when_enabled() -> None:
 
 def test_cluster_wide_rbac_is_exactly_what_the_operator_uses() -> None:
     objs = render()
-    role = only(objs, "ClusterRole")
+    role = only(operators(objs), "ClusterRole")
     assert permissions(role) == NAMESPACED | CLUSTER
     binding = only(objs, "ClusterRoleBinding")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": RELEASE}
@@ -492,14 +505,16 @@ def test_cluster_wide_rbac_is_exactly_what_the_operator_uses() -> None:
 def test_namespaced_rbac_grants_namespaced_rights_only_in_watched_namespaces() -> None:
     """With watchNamespaces, no cluster-wide right to pods, volumes or snapshots remains."""
     objs = render("--set", "watchNamespaces={data,cache}")
-    assert permissions(only(objs, "ClusterRole")) == CLUSTER
+    assert permissions(only(operators(objs), "ClusterRole")) == CLUSTER
     for ns in ("data", "cache"):
         assert permissions(only(objs, "Role", ns)) == NAMESPACED
         binding = only(objs, "RoleBinding", ns)
         assert binding["roleRef"]["kind"] == "Role"
         assert binding["roleRef"]["name"] == only(objs, "Role", ns)["metadata"]["name"]
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": RELEASE, "namespace": RELEASE_NAMESPACE}]
-    assert only(objs, "ClusterRoleBinding")["roleRef"]["name"] == only(objs, "ClusterRole")["metadata"]["name"]
+    assert (
+        only(objs, "ClusterRoleBinding")["roleRef"]["name"] == only(operators(objs), "ClusterRole")["metadata"]["name"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -581,7 +596,7 @@ def test_names_follow_release_and_overrides() -> None:
     assert ("Role", "other-phalanx-leader-election") in names
     assert ("PodDisruptionBudget", "other-phalanx") in names
     objs = render("--set", "fullnameOverride=ops")
-    assert only(objs, "ClusterRole")["metadata"]["name"] == "ops"
+    assert only(operators(objs), "ClusterRole")["metadata"]["name"] == "ops"
     assert env_of(objs)["PHALANX_LEASE_NAME"] == "ops"
     assert named(objs, "Role", "ops-leader-election")
 
