@@ -246,13 +246,13 @@ class Actor:
     ) -> None:
         ns = store.namespace
         match action:
-            case CreateMember(member=member, zone=zone, snapshot=snapshot, replaces=replaces):
+            case CreateMember(member=member, zone=zone, snapshot=snapshot, replaces=replaces, avoid=avoid):
                 claim = build.member_claim(store, spec, member, zone, snapshot, replaces)
                 self._create_recorded(k.PVCS, claim, ns, provenance.claims, provenance)
-                pod = build.member_pod(store, spec, member, zone, list(plan.peers), snapshot, revision)
+                pod = build.member_pod(store, spec, member, zone, list(plan.peers), snapshot, revision, avoid)
                 self._create_owned(store, k.PODS, pod)
-            case CreatePod(member=member, zone=zone, seeded_from=seeded_from):
-                pod = build.member_pod(store, spec, member, zone, list(plan.peers), seeded_from, revision)
+            case CreatePod(member=member, zone=zone, seeded_from=seeded_from, avoid=avoid):
+                pod = build.member_pod(store, spec, member, zone, list(plan.peers), seeded_from, revision, avoid)
                 self._create_owned(store, k.PODS, pod)
             case DeletePod(member=member, uid=uid):
                 self.kube.delete(k.PODS, member, ns, uid=uid)

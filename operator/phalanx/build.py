@@ -128,6 +128,7 @@ def member_pod(
     peers: list[str],
     seeded_from: str | None,
     revision: str,
+    avoid: tuple[str, ...] = (),
 ) -> Manifest:
     """The member's Pod: the store's template, plus the member's identity, zone, volume and environment.
 
@@ -148,18 +149,23 @@ def member_pod(
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {**metadata, "ownerReferences": [owner_reference(store)]},
-        "spec": _member_pod_spec(spec.template.spec, store, member, zone, env),
+        "spec": _member_pod_spec(spec.template.spec, store, member, zone, env, avoid),
     }
 
 
 def _member_pod_spec(
-    template: Mapping[str, Any], store: StoreRef, member: str, zone: str, env: list[dict[str, str]]
+    template: Mapping[str, Any],
+    store: StoreRef,
+    member: str,
+    zone: str,
+    env: list[dict[str, str]],
+    avoid: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """A deep copy of the template's PodSpec with what makes it this member's."""
     pod = copy.deepcopy(dict(template))
     pod["hostname"] = member
     pod["subdomain"] = names.peers_service(store.name)
-    pod["affinity"] = _pinned_to_zone(pod.get("affinity"), zone)
+    pod["affinity"] = _pinned_to_zone(pod.get("affinity"), zone, avoid)
     pod["volumes"] = [
         *(volume for volume in pod.get("volumes", []) if volume.get("name") != names.DATA_VOLUME),
         {"name": names.DATA_VOLUME, "persistentVolumeClaim": {"claimName": member}},
@@ -170,8 +176,9 @@ def _member_pod_spec(
     return pod
 
 
-def _pinned_to_zone(affinity: Mapping[str, Any] | None, zone: str) -> dict[str, Any]:
-    """The template's affinity with the member's zone required in every node selector term.
+def _pinned_to_zone(affinity: Mapping[str, Any] | None, zone: str, avoid: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The template's affinity with the member's zone required in every node selector term (and the
+    nodes to ``avoid`` excluded: nodes whose heartbeats stopped, which nobody has tainted yet).
 
     Required terms are ORed, so a term left without the zone would let the pod (and then its volume)
     land in another zone. Preferred terms, pod affinity and anti-affinity are kept as they are.
@@ -180,15 +187,20 @@ def _pinned_to_zone(affinity: Mapping[str, Any] | None, zone: str) -> dict[str, 
     node = dict(pinned.get("nodeAffinity") or {})
     required = dict(node.get("requiredDuringSchedulingIgnoredDuringExecution") or {})
     terms = required.get("nodeSelectorTerms") or [{}]
-    required["nodeSelectorTerms"] = [_with_zone(term, zone) for term in terms]
+    required["nodeSelectorTerms"] = [_with_zone(term, zone, avoid) for term in terms]
     node["requiredDuringSchedulingIgnoredDuringExecution"] = required
     pinned["nodeAffinity"] = node
     return pinned
 
 
-def _with_zone(term: Mapping[str, Any], zone: str) -> dict[str, Any]:
-    expression = {"key": names.NODE_ZONE_LABEL, "operator": "In", "values": [zone]}
-    return {**term, "matchExpressions": [*term.get("matchExpressions", []), expression]}
+def _with_zone(term: Mapping[str, Any], zone: str, avoid: tuple[str, ...] = ()) -> dict[str, Any]:
+    expressions = [{"key": names.NODE_ZONE_LABEL, "operator": "In", "values": [zone]}]
+    if avoid:
+        expressions.append({"key": HOSTNAME_LABEL, "operator": "NotIn", "values": sorted(avoid)})
+    return {**term, "matchExpressions": [*term.get("matchExpressions", []), *expressions]}
+
+
+HOSTNAME_LABEL = "kubernetes.io/hostname"
 
 
 def _member_env(

@@ -19,14 +19,22 @@ node), since zone outages and placement read whole zones.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from phalanx import build, names
-from phalanx.kube import NODES, PODS, PVCS, PVS, SERVICES, SNAPSHOTS, Informer, Kube, Obj, Resource
+from phalanx.heartbeats import Heartbeats
+from phalanx.kube import LEASES, NODES, PODS, PVCS, PVS, SERVICES, SNAPSHOTS, Informer, Kube, Obj, Resource
 from phalanx.observe import NodeView
+
+log = logging.getLogger("phalanx.cache")
+
+NODE_LEASES = "kube-node-lease"
+"""Where kubelets renew their nodes' Leases."""
 
 StoreKey = tuple[str, str]
 """(namespace, store name)."""
@@ -178,6 +186,27 @@ def kinds(budgets: Resource) -> tuple[Kind, ...]:
     )
 
 
+def slim_lease(lease: Obj) -> Obj:
+    """What heartbeats read of a node's Lease: when it was renewed, and for how long."""
+    spec = lease.get("spec") or {}
+    return {
+        "metadata": {"name": lease["metadata"]["name"], "namespace": lease["metadata"].get("namespace")},
+        "spec": {"renewTime": spec.get("renewTime"), "leaseDurationSeconds": spec.get("leaseDurationSeconds")},
+    }
+
+
+def _stamp(value: str | None) -> datetime | None:
+    """A Lease's MicroTime (RFC 3339 with microseconds)."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def _silenced(view: NodeView, since: datetime) -> NodeView:
+    """A node whose heartbeats stopped: NotReady since its last one (the earlier of the two), and
+    no place for a new member."""
+    earliest = min(since, view.not_ready_since) if view.not_ready_since is not None else since
+    return replace(view, ready=False, schedulable=False, not_ready_since=earliest, silent=True)
+
+
 def _zone_health(views: Iterable[NodeView]) -> tuple[bool, bool, bool]:
     """What stores read of a zone as a whole: any node, any ready, any schedulable (not how many:
     a node pool growing by one node must not wake every store)."""
@@ -196,9 +225,12 @@ class WatchCache:
         on_wake: Wake | None = None,
         delay: float = 0.0,
         store: str | None = None,
+        heartbeats: bool = False,
     ) -> None:
         """``store``: only this store's children (``phalanx.dev/store=<store>``), for a reader of one
-        store (the dry run); the operator selects every store's and groups them."""
+        store (the dry run); the operator selects every store's and groups them. ``heartbeats``:
+        watch the nodes' Leases too, so that a node whose heartbeats stopped counts as NotReady
+        before the node controller says so (``phalanx.heartbeats``)."""
         selector = f"{_STORE_SELECTOR}={store}" if store else _STORE_SELECTOR
         self.on_wake: Wake = on_wake or (lambda stores: None)
         self.lock = threading.Lock()
@@ -228,14 +260,24 @@ class WatchCache:
                 )
                 self.informers.append(informer)
                 self._informer_of.setdefault(kind.name, []).append(informer)
+        self.beats: Heartbeats | None = Heartbeats() if heartbeats else None
+        self._silent: frozenset[str] = frozenset()
+        self._ticking = threading.Event()
+        if heartbeats:
+            informer = Informer(kube, LEASES, self._beat, "heartbeats", namespace=NODE_LEASES, transform=slim_lease)
+            self.informers.append(informer)
+            self._informer_of["heartbeats"] = [informer]
 
     # ---------------------------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
         for informer in self.informers:
             informer.start()
+        if self.beats is not None:
+            threading.Thread(target=self._tick, name="phalanx-heartbeats", daemon=True).start()
 
     def stop(self) -> None:
+        self._ticking.set()
         for informer in self.informers:
             informer.stop()
 
@@ -247,8 +289,10 @@ class WatchCache:
             informer.load()
 
     def synced(self) -> bool:
-        """Every kind's first LIST is in: only then may a store plan (an empty view would create)."""
-        return all(informer.synced.is_set() for informer in self.informers)
+        """Every kind's first LIST is in: only then may a store plan (an empty view would create).
+        Heartbeats are not waited for: without them (no permission to read the nodes' Leases, an old
+        cluster) the node controller's NotReady decides, as it always did."""
+        return all(informer.synced.is_set() for informer in self.informers if informer.name != "heartbeats")
 
     # ------------------------------------------------------------------------------------ reading
 
@@ -261,11 +305,60 @@ class WatchCache:
         return [c for kind in ("services", "budgets") for c in self.of_store(kind, store)]
 
     def nodes(self) -> tuple[NodeView, ...]:
-        """Every node's view, sorted by name; rebuilt only after a node changed."""
+        """Every node's view, sorted by name (rebuilt only after a node changed); a node whose
+        heartbeats stopped is NotReady since its last one."""
         with self.lock:
             if self._sorted_nodes is None:
                 self._sorted_nodes = tuple(sorted(self.node_views.values(), key=lambda v: v.name))
-            return self._sorted_nodes
+            views = self._sorted_nodes
+        silent = self._silent_now()
+        if not silent:
+            return views
+        return tuple(_silenced(v, silent[v.name]) if v.name in silent else v for v in views)
+
+    # ------------------------------------------------------------------------------- heartbeats
+
+    def _beat(self, kind: str, key: str) -> None:
+        """A node's Lease was renewed (or went): remember when; wake nobody (the ticker does)."""
+        assert self.beats is not None
+        lease = next((found for i in self._informer_of[kind] if (found := i.get(key)) is not None), None)
+        name = key.rpartition("/")[2]
+        with self.lock:
+            if lease is None:
+                self.beats.forget(name)
+            else:
+                spec = lease.get("spec") or {}
+                self.beats.seen(name, _stamp(spec.get("renewTime")), spec.get("leaseDurationSeconds"))
+
+    def _tick(self, period: float = 0.5) -> None:
+        """Silence is an absence of events: look every ``period`` and wake the stores on a node that
+        went silent or came back (every store when a zone's health as a whole changed)."""
+        while not self._ticking.wait(period):
+            if not self.synced() or self.beats is None:
+                continue
+            with self.lock:
+                silent = frozenset(self._silent_now())
+                changed = silent ^ self._silent
+                if not changed:
+                    continue
+                zones = {v.zone for n in changed if (v := self.node_views.get(n)) is not None}
+                health_before = {z: self._zone_health(z, self._silent) for z in zones}
+                self._silent = silent
+                health_after = {z: self._zone_health(z, silent) for z in zones}
+                affected = {s for n in changed for s in self.stores_on_node.get(n, ())}
+            log.info("heartbeats stopped: %s; came back: %s", sorted(silent & changed), sorted(changed - silent))
+            self.on_wake(None if health_before != health_after else affected)
+
+    def _silent_now(self) -> dict[str, datetime]:
+        """Silent nodes, once the Leases have been listed (an empty view is no evidence)."""
+        informers = self._informer_of.get("heartbeats") or []
+        if self.beats is None or not all(i.synced.is_set() for i in informers):
+            return {}
+        return self.beats.silent(datetime.now(UTC))
+
+    def _zone_health(self, zone: str | None, silent: frozenset[str]) -> tuple[bool, bool, bool]:
+        views = [v for v in self.node_views.values() if v.zone == zone]
+        return _zone_health(_silenced(v, datetime.now(UTC)) if v.name in silent else v for v in views)
 
     def volume(self, name: str | None) -> Obj | None:
         """A PersistentVolume by name."""

@@ -303,7 +303,7 @@ def _actions_text(actions: Sequence[Mapping[str, Any]]) -> list[str]:
         extras = [
             f"{key}={_value(v)}"
             for key, v in action["fields"].items()
-            if key not in shown and v not in (None, False, "")
+            if key not in shown and v not in (None, False, "", [], ())
         ]
         zone = f" in {action['zone']}" if action.get("zone") else ""
         more = f" [{', '.join(extras)}]" if extras else ""

@@ -113,9 +113,17 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     RUNTIME.loop = asyncio.get_running_loop()
     RUNTIME.pool = ThreadPoolExecutor(config.api_threads, thread_name_prefix="phalanx-api")
     RUNTIME.actor = actor = await RUNTIME.io(Actor.connect, config.api_threads, RUNTIME.guard)
-    watches = 5 * max(1, len(config.namespaces)) + 2  # per namespace: pods, claims, snapshots, services, budgets
+    # per namespace: pods, claims, snapshots, services, budgets; then nodes, volumes and node Leases
+    watches = 5 * max(1, len(config.namespaces)) + 3
     watcher = k.Kube(k.load_default_client(connections=watches + 1))  # every watch holds a connection
-    RUNTIME.cache = WatchCache(watcher, actor.pdb, config.namespaces, RUNTIME.wake_from_thread, delay=WATCH_DELAY)
+    RUNTIME.cache = WatchCache(
+        watcher,
+        actor.pdb,
+        config.namespaces,
+        RUNTIME.wake_from_thread,
+        delay=WATCH_DELAY,
+        heartbeats=config.node_heartbeats,
+    )
     RUNTIME.cache.start()
     RUNTIME.passes = Pass(actor, RUNTIME.cache, RUNTIME.io)
     asyncio.get_running_loop().create_task(heartbeat())

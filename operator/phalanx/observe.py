@@ -172,6 +172,9 @@ class NodeView:
     schedulable: bool
     not_ready_since: datetime | None = None
     """When its Ready condition left True (None while ready)."""
+    silent: bool = False
+    """NotReady by its heartbeats (its Lease stopped being renewed), before the node controller says
+    so; ``not_ready_since`` is then its last renewal (see ``phalanx.heartbeats``)."""
 
     @classmethod
     def of(cls, node: Raw) -> NodeView:

@@ -14,6 +14,7 @@
 | ``PHALANX_LEASE_DURATION`` | 15 | seconds a standby waits after the last renewal it saw before taking over |
 | ``PHALANX_RENEW_DEADLINE`` | 10 | seconds without a renewal after which the holder stops acting and exits |
 | ``PHALANX_RETRY_PERIOD`` | 2 | seconds between two renewals (or two tries of a standby) |
+| ``PHALANX_NODE_HEARTBEATS`` | true | a node whose Lease stopped being renewed is NotReady at once (``heartbeats``) |
 
 There is no limit on how many stores are reconciled at once: each store has its own loop, and what
 they share is the API threads. (``PHALANX_WORKERS``, which capped Kopf's per-kind workers and could
@@ -40,6 +41,7 @@ class Settings:
     liveness_port: int = 8081
     log_format: str = "text"
     api_threads: int = 16
+    node_heartbeats: bool = True
     election: ElectionSettings | None = None
     """None: leader election is off (one operator, or a test that wants none)."""
     retired: tuple[str, ...] = ()
@@ -65,6 +67,8 @@ class Settings:
                 retry_period=float(env.get("PHALANX_RETRY_PERIOD", "2")),
             )
         return cls(
+            node_heartbeats=env.get("PHALANX_NODE_HEARTBEATS", "true").strip().lower()
+            not in ("false", "0", "no", "off"),
             election=election,
             namespaces=tuple(n.strip() for n in env.get("PHALANX_NAMESPACES", "").split(",") if n.strip()),
             metrics_port=int(env.get("PHALANX_METRICS_PORT", "8080")),

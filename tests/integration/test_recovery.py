@@ -388,3 +388,29 @@ def test_a_zone_whose_nodes_return_one_at_a_time_replaces_nobody(
     assert {c["metadata"]["name"] for name in stores for c in member_claims(kube, namespace, name)} == claims_before
     for name in stores:
         assert not (kube.get(k.STORES, name, namespace).get("status") or {}).get("lastRecovery")
+
+
+def test_a_member_on_a_node_whose_heartbeats_stopped_is_replaced_before_the_node_controller_says_so(
+    operator: Operator, kube: Kube, namespace: str, sim: SimulatorHandle
+) -> None:
+    """The node controller marks a stopped node NotReady only after its grace (8 s on this control
+    plane, 40 s by default); Phalanx reads the node's Lease and counts memberFailureGrace (3 s) from
+    the last heartbeat: the replacement is made before the controller has even spoken."""
+    kube.create(k.STORES, store("prompt", recovery={"memberFailureGrace": "3s", "zoneFailureGrace": "60s"}), namespace)
+    wait_ready(kube, namespace, "prompt", 3)
+    node = kube.get(k.PODS, "prompt-2", namespace)["spec"]["nodeName"]
+    watcher = Watcher(kube, k.PVCS, namespace, selector=f"{names.STORE_LABEL}=prompt", limit=60)
+    stopped = time.monotonic()
+    sim.stop_node(node)
+
+    def replaced() -> bool:
+        return any(
+            (c["metadata"].get("annotations") or {}).get(names.REPLACES_ANNOTATION) == "prompt-2"
+            for c in member_claims(kube, namespace, "prompt")
+        )
+
+    wait_for(replaced, "a replacement for prompt-2", timeout=40, interval=0.1)
+    took = time.monotonic() - stopped
+    watcher.stop()
+    assert sim.node_ready(node) or took < 8, "judged before the node controller's NotReady"
+    assert took < 3 + 4, f"replacement made {took:.1f}s after the node stopped (grace 3 s)"

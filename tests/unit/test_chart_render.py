@@ -46,6 +46,7 @@ VALUE_SETS: dict[str, list[str]] = {
     "single-unelected": ["--set", "replicaCount=1", "--set", "leaderElection.enabled=false"],
 }
 LEADER_ROLE = f"{RELEASE}-leader-election"
+HEARTBEATS_ROLE = f"{RELEASE}-node-heartbeats"
 
 Obj = dict[str, Any]
 Permission = tuple[str, str, str]  # (apiGroup, resource, verb)
@@ -280,6 +281,7 @@ def test_container_runs_the_operator_with_its_configuration() -> None:
         "PHALANX_LOG_FORMAT": "json",
         "PHALANX_API_THREADS": "24",
         "PHALANX_LIVENESS_PORT": "8081",
+        "PHALANX_NODE_HEARTBEATS": "true",
         "PHALANX_LEADER_ELECTION": "true",
         "PHALANX_LEASE_NAME": RELEASE,
         "PHALANX_LEASE_DURATION": "15",
@@ -494,12 +496,19 @@ def test_cluster_wide_rbac_is_exactly_what_the_operator_uses() -> None:
     binding = only(objs, "ClusterRoleBinding")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": RELEASE}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": RELEASE, "namespace": RELEASE_NAMESPACE}]
-    # The only Role: leader election's (the ClusterRole already grants events in its namespace).
-    assert [(o["kind"], o["metadata"]["name"]) for o in objs if o["kind"] in ("Role", "RoleBinding")] == [
+    # The only Roles: leader election's (the ClusterRole already grants events in its namespace), and
+    # the reading of the nodes' heartbeats in kube-node-lease.
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in objs if o["kind"] in ("Role", "RoleBinding")) == [
         ("Role", LEADER_ROLE),
+        ("Role", HEARTBEATS_ROLE),
         ("RoleBinding", LEADER_ROLE),
+        ("RoleBinding", HEARTBEATS_ROLE),
     ]
     assert named_permissions(only(objs, "Role", RELEASE_NAMESPACE)) == LEASE
+    assert permissions(only(objs, "Role", "kube-node-lease")) == grant("coordination.k8s.io", ["leases"], READ)
+    assert env_of(objs)["PHALANX_NODE_HEARTBEATS"] == "true"
+    without = render("--set", "nodeHeartbeats=false")
+    assert not named(without, "Role", HEARTBEATS_ROLE) and env_of(without)["PHALANX_NODE_HEARTBEATS"] == "false"
 
 
 def test_namespaced_rbac_grants_namespaced_rights_only_in_watched_namespaces() -> None:
@@ -554,7 +563,9 @@ def test_rbac_has_no_wildcards_and_never_touches_secrets(values: list[str]) -> N
             assert "*" not in (group, resource, verb)
             assert resource not in ("secrets", "configmaps", "serviceaccounts")
             assert verb not in ("escalate", "bind", "impersonate", "deletecollection")
-            if resource == "leases":
+            if resource == "leases" and role["metadata"]["name"] == HEARTBEATS_ROLE:
+                assert role["metadata"]["namespace"] == "kube-node-lease" and verb in READ  # heartbeats: read
+            elif resource == "leases":
                 assert role["metadata"]["name"] == LEADER_ROLE
                 assert role["metadata"]["namespace"] == RELEASE_NAMESPACE
                 assert verb in ("get", "create", "update")
@@ -579,7 +590,7 @@ def test_names_that_yaml_reads_as_booleans_stay_strings(helm_name: str) -> None:
     objs = [o for o in yaml.safe_load_all(helm(helm_name, *args, "--set", "fullnameOverride=yes").stdout) if o]
     for obj in objs:
         kubernetes_validate.validate(obj, VERSIONS[0], strict=True)
-    assert {o["metadata"].get("namespace") for o in objs} == {"on", "no", "off", None}
+    assert {o["metadata"].get("namespace") for o in objs} == {"on", "no", "off", "kube-node-lease", None}
     assert only(objs, "RoleBinding", "no")["subjects"][0] == {
         "kind": "ServiceAccount",
         "name": "yes",

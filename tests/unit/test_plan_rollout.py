@@ -393,3 +393,19 @@ def test_killed_at_any_pass_a_restarted_operator_updates_no_member_twice(
     assert all(n == 1 for n in updated.values()), updated
     assert sorted(updated) == sorted(c["metadata"]["name"] for c in world.claims)
     assert budget_violations(spec, drive) == []
+
+
+def test_a_pass_that_reads_nothing_writes_nothing_and_the_next_reading_is_timed() -> None:
+    """While a step's new pod starts, passes must not rewrite status (each write wakes the store
+    again); and the store looks again exactly when the gate can next read, not at a fixed spacing."""
+    spec = rollout_spec(6, healthGate={"minReadySeconds": 5, "consecutiveChecks": 2})
+    world, status = store_at(spec)
+    drive = Drive(spec, world, status, kubelet=lambda w: w)  # the new pod does not start yet
+    drive.step()  # the canary's pod deleted
+    drive.step()  # its pod made again, not Ready
+    quiet = [drive.step().status.to_wire() for _ in range(3)]
+    assert quiet[0]["rollout"] == quiet[1]["rollout"] == quiet[2]["rollout"], "nothing read, nothing written"
+    drive.kubelet = make_ready
+    drive.step()  # Ready now
+    decided = drive.step()
+    assert 3.5 < decided.requeue_after <= 4.1, "the first reading is due minReadySeconds after Ready"

@@ -22,6 +22,7 @@ it does, and ``next_deadline``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -295,6 +296,7 @@ def plan(
     restoring = frozenset(a.snapshot for a in actions if isinstance(a, CreateMember) and a.snapshot)
     actions += prune_snapshots(spec, observed, now, restoring)
 
+    actions = steer_clear(observed, actions)
     retiring = {a.member for a in actions if isinstance(a, RetireMember)}
     peers = tuple(
         [m.name for m in observed.members if m.name not in retiring]
@@ -366,3 +368,18 @@ def next_deadline(spec: ReplicatedStoreSpec, observed: Observed, now: datetime) 
         moments.append((retired.next_deletion - now).total_seconds())
     future = [m for m in moments if m > 0]
     return min(future) + 0.1 if future else REQUEUE_STEADY
+
+
+def steer_clear(observed: Observed, actions: list[Action]) -> list[Action]:
+    """New pods keep off the nodes of their zone whose heartbeats stopped: the node controller has
+    not tainted them yet, and the scheduler would otherwise choose them for the very replacement."""
+    silent: dict[str | None, list[str]] = {}
+    for node in observed.nodes:
+        if node.silent:
+            silent.setdefault(node.zone, []).append(node.name)
+    if not silent:
+        return actions
+    return [
+        dataclasses.replace(a, avoid=tuple(silent.get(a.zone, ()))) if isinstance(a, CreateMember | CreatePod) else a
+        for a in actions
+    ]

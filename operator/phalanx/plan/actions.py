@@ -33,6 +33,9 @@ class CreateMember:
     reason: str = "MemberCreated"
     replaces: str | None = None
     """The lost member this one replaces (recovery), if any."""
+    avoid: tuple[str, ...] = ()
+    """Nodes of its zone whose heartbeats stopped: the node controller has not tainted them yet, so
+    the scheduler would still choose them."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,8 @@ class CreatePod:
     seeded_from: str | None
     why: str
     reason: str = "PodRecreated"
+    avoid: tuple[str, ...] = ()
+    """As ``CreateMember.avoid``."""
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from phalanx.models import (
     GateReading,
@@ -109,12 +109,11 @@ def read_gate(
         return prior
     checks = spec.updates.health_gate.consecutive_checks
     min_ready = spec.updates.health_gate.min_ready_seconds
+    kept = prior.last_reading if prior is not None else None  # unchanged: a pass that reads nothing writes nothing
     if pod is None or not serving(member, observed) or pod.ready_since is None:
-        return GateReading(member=member.name, readings=0, restarts=restarts, last_reading=now)
+        return GateReading(member=member.name, readings=0, restarts=restarts, last_reading=kept)
     if (now - pod.ready_since).total_seconds() < min_ready:
-        return GateReading(
-            member=member.name, readings=0, restarts=restarts, last_reading=prior.last_reading if prior else None
-        )
+        return GateReading(member=member.name, readings=0, restarts=restarts, last_reading=kept)
     if prior is not None and prior.restarts != restarts:
         return GateReading(member=member.name, readings=0, restarts=restarts, last_reading=now)
     if (
@@ -314,8 +313,24 @@ def roll(
     )
     # Only the step's own members are out on purpose; anything else out is an outage, reported.
     budgeted = frozenset(step) | frozenset(completing) | frozenset(a.member for a in actions)
-    requeue = GATE_SPACING if unpassed else None
+    moments = [next_reading(spec, observed, m, readings[m.name], now) for m in unpassed]
+    requeue = min((m for m in moments if m is not None), default=None)
     return Rollout(actions, status, last_serial, budgeted, halted, request, requeue)
+
+
+def next_reading(
+    spec: ReplicatedStoreSpec, observed: Observed, member: MemberView, gate: GateReading, now: datetime
+) -> float | None:
+    """Seconds until the gate can next read ``member``: when it will have been Ready for
+    minReadySeconds, or a spacing after its last reading. None while it does not serve (its pod's
+    next change wakes the store)."""
+    pod = member.pod
+    if pod is None or pod.ready_since is None or not serving(member, observed):
+        return None
+    due = pod.ready_since + timedelta(seconds=spec.updates.health_gate.min_ready_seconds)
+    if gate.readings and gate.last_reading is not None:
+        due = max(due, gate.last_reading + timedelta(seconds=GATE_SPACING))
+    return max((due - now).total_seconds(), 0.0) + 0.05
 
 
 def budget(
