@@ -106,7 +106,7 @@ def test_the_health_check_on_every_state_of_a_store(
 ) -> None:
     recorder = Recorder(kube, namespace, tmp_path / "argocd")
     gate = {"healthGate": {"minReadySeconds": 1, "consecutiveChecks": 1}, "canary": 1}
-    body = store(NAME, replicas=3, updates=gate, recovery={"memberFailureGrace": "3s"})
+    body = store(NAME, replicas=3, updates=gate, recovery={"memberFailureGrace": "10s"})
     recorder.keep("created", kube.create(k.STORES, body, namespace))  # as the API server answered: no status
     recorder.find("creating", phase("Pending"))
     recorder.keep("ready", wait_ready(kube, namespace, NAME, 3))
@@ -115,7 +115,8 @@ def test_the_health_check_on_every_state_of_a_store(
     recorder.find("scaling", phase("Pending"))
     wait_ready(kube, namespace, NAME, 4)
 
-    # A member's node dies: unavailable (Degraded) within memberFailureGrace, then replaced (Recovering).
+    # A member's node dies: unavailable (Degraded) within memberFailureGrace (long enough for a pass to see
+    # it on a busy machine), then replaced (Recovering).
     victim = kube.get(k.PODS, f"{NAME}-1", namespace)["spec"]["nodeName"]
     sim.stop_node(victim)
     recorder.find("member-unavailable", has("Degraded", "True", "MembersUnavailable"), timeout=60)
