@@ -90,3 +90,14 @@ def promtool() -> Path:
     if found is None:
         pytest.skip("promtool missing: run `make tools` (Debian's prometheus package)")
     return Path(found)
+
+
+_CLASSIC_SUFFIXES = {"histogram": ("_bucket", "_count", "_sum"), "summary": ("", "_count", "_sum")}
+
+
+def declared_series(exposition: str) -> set[str]:
+    """The series names a /metrics page (Prometheus' text format) declares in its `# TYPE` lines,
+    so a labelled metric with no series yet counts. In this format a counter's TYPE line already
+    carries its `_total` name."""
+    declared = re.findall(r"^# TYPE (\S+) (\S+)$", exposition, flags=re.MULTILINE)
+    return {name + suffix for name, kind in declared for suffix in _CLASSIC_SUFFIXES.get(kind, ("",))}
