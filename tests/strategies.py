@@ -21,6 +21,8 @@ from phalanx.models import (
     DATA_VOLUME,
     DeletionPolicy,
     DisruptionBudgetSpec,
+    DrillPodTemplate,
+    DrillSpec,
     Duration,
     HealthGateSpec,
     PodTemplate,
@@ -100,6 +102,20 @@ def pod_templates(draw: st.DrawFn) -> PodTemplate:
     return PodTemplate(metadata=metadata, spec=pod)
 
 
+VERIFY = DrillPodTemplate(spec={"containers": [{"name": "check", "image": "example/check:1", "args": ["--data"]}]})
+"""A restore drill's verification pod: one container that checks the data it finds at /data."""
+
+
+@st.composite
+def drill_specs(draw: st.DrawFn, every: Duration) -> DrillSpec:
+    """Restore drills no more often than snapshots are taken (``every``), checked by a pod or not."""
+    return DrillSpec(
+        interval=draw(durations(minimum=every, maximum=every * 4)),
+        verify=draw(st.none() | st.just(VERIFY)),
+        timeout=draw(durations(minimum=timedelta(seconds=10), maximum=timedelta(hours=1))),
+    )
+
+
 @st.composite
 def snapshot_specs(draw: st.DrawFn) -> SnapshotSpec:
     interval = draw(durations(minimum=timedelta(seconds=5), maximum=timedelta(hours=24)))
@@ -109,6 +125,7 @@ def snapshot_specs(draw: st.DrawFn) -> SnapshotSpec:
         interval=interval,
         keep=draw(st.integers(1, 100)),
         max_age=max_age,
+        drill=draw(st.none() | drill_specs(interval)),
     )
 
 

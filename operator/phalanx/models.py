@@ -65,6 +65,11 @@ __all__ = [
     "ConditionType",
     "DeletionPolicy",
     "DisruptionBudgetSpec",
+    "DrillPodMetadata",
+    "DrillPodTemplate",
+    "DrillRecord",
+    "DrillResult",
+    "DrillSpec",
     "Duration",
     "HealthGateSpec",
     "MemberState",
@@ -263,6 +268,13 @@ class RetiredVolumePolicy(enum.StrEnum):
     DELETE = "Delete"
 
 
+class DrillResult(enum.StrEnum):
+    """The verdict of a restore drill."""
+
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
 class StorePhase(enum.StrEnum):
     """One word for the store's state; conditions carry the detail."""
 
@@ -305,6 +317,7 @@ class ConditionType(enum.StrEnum):
     DEGRADED = "Degraded"
     ZONES_BALANCED = "ZonesBalanced"
     SNAPSHOTS_FRESH = "SnapshotsFresh"
+    RESTORE_VERIFIED = "RestoreVerified"
     FOREIGN_OBJECTS = "ForeignObjects"
     VOLUMES_MATCH_SPEC = "VolumesMatchSpec"
 
@@ -352,6 +365,56 @@ class StorageSpec(_Model):
     that a volume is made in its member's zone."""
 
 
+class DrillPodMetadata(_Model):
+    """Labels and annotations for a restore drill's verification pod."""
+
+    labels: Annotated[dict[str, LabelValue], FreeFormMap] = Field(default_factory=dict)
+    """Labels added to the verification pod, as text. Keys under `phalanx.dev/` are Phalanx's own and
+    are refused."""
+
+    annotations: Annotated[dict[str, Text], FreeFormMap] = Field(default_factory=dict)
+    """Annotations added to the verification pod, as text. Keys under `phalanx.dev/` are Phalanx's own."""
+
+
+class DrillPodTemplate(_Model):
+    """The pod that checks a restore drill's copy of the data; its exit code is the verdict."""
+
+    metadata: DrillPodMetadata = Field(default_factory=DrillPodMetadata)
+    """Labels and annotations for the verification pod."""
+
+    spec: dict[str, Any]
+    """A Kubernetes PodSpec whose containers check the restored data and exit: all exiting 0 says the
+    copy is good, any other exit that it is not. Phalanx adds to it: the volume `data` (the restored
+    copy, read-only: mounted at /data in every container that does not mount it itself, and read-only
+    wherever it is mounted), the environment variables PHALANX_STORE, PHALANX_ZONE and
+    PHALANX_SNAPSHOT (the snapshot restored), restartPolicy Never, the labels `phalanx.dev/*`, and a
+    node affinity that pins the pod to the drill's zone. Do not set these yourself, nor `nodeName`."""
+
+
+class DrillSpec(_Model):
+    """Restore drills. A snapshot that has never been restored is a hope, not a backup: every
+    `interval`, Phalanx restores the newest usable snapshot (ready, of this store, younger than
+    maxAge: the one a lost member would be seeded from) into a throwaway claim in one of the store's
+    zones (the next zone each time), optionally checks it with a pod of yours, records the verdict in
+    status.lastDrill and the condition RestoreVerified, and deletes the claim and the pod. Member
+    volumes are never touched."""
+
+    interval: Annotated[Duration, AtLeast("5s")] = Duration.parse("24h")
+    """How often a drill runs, counted from the end of the last one (for example 24h). Must be at
+    least snapshots.interval: drilling more often than snapshots are taken would only restore the same
+    snapshot again. Drills wait while the store is not healthy (a member not Ready, or one being
+    created, replaced or rolled out: no load is added during a recovery) and stop with spec.paused."""
+
+    verify: DrillPodTemplate | None = None
+    """A pod that checks the restored data, such as an engine's own consistency check; its exit code
+    is the verdict. Omit it to check that the snapshot restores: the volume is provisioned from it and
+    its claim binds."""
+
+    timeout: Annotated[Duration, AtLeast("10s")] = Duration.parse("15m")
+    """How long a drill may take, from its claim's creation until the claim is bound and the
+    verification pod has exited: beyond it, the drill fails."""
+
+
 class SnapshotSpec(_Model):
     """Regular CSI VolumeSnapshots of healthy members. They seed replacement members, so that a new
     member only catches up the changes since the snapshot instead of copying everything from peers."""
@@ -361,7 +424,11 @@ class SnapshotSpec(_Model):
             CelRule(
                 "!has(self.maxAge) || duration(self.maxAge) >= duration(self.interval)",
                 "maxAge must be at least interval: a snapshot has to stay usable until the next one is taken",
-            )
+            ),
+            CelRule(
+                "!has(self.drill) || duration(self.drill.interval) >= duration(self.interval)",
+                "drill.interval must be at least interval: a drill more often would restore the same snapshot again",
+            ),
         )
     )
 
@@ -379,6 +446,10 @@ class SnapshotSpec(_Model):
     max_age: Annotated[Duration, AtLeast("5s")] | None = None
     """Snapshots older than this are deleted and never used to seed a member (an old snapshot would
     leave too much to catch up). Must be at least `interval`. Default: interval times keep."""
+
+    drill: DrillSpec | None = None
+    """Restore drills: prove regularly that the newest snapshot restores (and, with a pod of yours,
+    that the restored data is good), before a recovery depends on it. Omit it for no drills."""
 
     def effective_max_age(self) -> Duration:
         """`maxAge`, or interval times keep when it is not set."""
@@ -744,6 +815,43 @@ class RecoveryRecord(_Model):
     """Recovery time: seconds from the start of the replacement until it was ready."""
 
 
+class DrillRecord(_Model):
+    """The last restore drill: which snapshot was restored, where, and whether the copy was good."""
+
+    name: Text
+    """The drill's claim and verification pod, `<store>-drill-<time>`: deleted once it has ended."""
+
+    snapshot: Text
+    """The VolumeSnapshot restored."""
+
+    zone: Text
+    """The zone it was restored in (drills rotate over the store's zones)."""
+
+    started_at: datetime
+    """When its claim was created."""
+
+    finished_at: datetime
+    """When its verdict was reached."""
+
+    seconds: Annotated[float, Field(ge=0)]
+    """From start to verdict, in seconds."""
+
+    result: DrillResult
+    """Succeeded or Failed."""
+
+    reason: Text
+    """Restored (the claim bound) or Verified (and the verification pod exited 0); RestoreFailed (not
+    bound within the timeout, or its volume lost), VerifyFailed (the pod exited non-zero),
+    VerifyTimedOut or VerifyNotStarted."""
+
+    message: Text
+    """What happened, for people."""
+
+    last_succeeded_at: datetime | None = None
+    """When a drill last succeeded (this one or an earlier one): alert on its age to catch drills
+    that fail or stopped running."""
+
+
 class OwnedObject(_Model):
     """One object Phalanx created for the store."""
 
@@ -764,7 +872,7 @@ class OwnedStatus(_Model):
     restores from an object only when its uid is recorded here, and only Phalanx writes status."""
 
     claims: Annotated[list[OwnedObject], Field(json_schema_extra=_BY_NAME)] = Field(default_factory=list)
-    """Member PersistentVolumeClaims, live and retired."""
+    """Member PersistentVolumeClaims, live and retired, and the throwaway claims of restore drills."""
 
     snapshots: Annotated[list[OwnedObject], Field(json_schema_extra=_BY_NAME)] = Field(default_factory=list)
     """VolumeSnapshots of the store's lineage."""
@@ -913,6 +1021,9 @@ class ReplicatedStoreStatus(_Model):
 
     last_recovery: RecoveryRecord | None = None
     """The most recent replacement of a lost member."""
+
+    last_drill: DrillRecord | None = None
+    """The last restore drill that ended (spec.snapshots.drill)."""
 
     retired_volumes: RetiredVolumesStatus | None = None
     """Volumes of retired members still kept; absent when there are none."""

@@ -27,6 +27,7 @@ from phalanx.models import (
     RESERVED_LABEL_PREFIX,
     ZONE_LABEL,
     DeletionPolicy,
+    DrillPodTemplate,
     PodTemplate,
     ReplicatedStoreSpec,
     ZoneFailurePolicy,
@@ -67,6 +68,9 @@ def validate_spec(spec: ReplicatedStoreSpec, name: str | None = None) -> list[Sp
     if name is not None:
         errors.extend(_check_name(name))
     errors.extend(_check_template(spec.template))
+    drill = spec.snapshots.drill if spec.snapshots is not None else None
+    if drill is not None and drill.verify is not None:
+        errors.extend(_check_verify(drill.verify))
     return sorted(errors)
 
 
@@ -136,6 +140,17 @@ def _check_snapshot_ages(spec: ReplicatedStoreSpec) -> Iterator[SpecError]:
         )
 
 
+def _check_drill_interval(spec: ReplicatedStoreSpec) -> Iterator[SpecError]:
+    snapshots = spec.snapshots
+    drill = snapshots.drill if snapshots is not None else None
+    if snapshots is not None and drill is not None and drill.interval < snapshots.interval:
+        yield SpecError(
+            "spec.snapshots.drill.interval",
+            f"a drill every {drill.interval} is more often than a snapshot is taken ({snapshots.interval}): it "
+            f"would restore the same snapshot again; set it to at least {snapshots.interval}",
+        )
+
+
 def _check_grace_periods(spec: ReplicatedStoreSpec) -> Iterator[SpecError]:
     recovery = spec.recovery
     if recovery.zone_failure_grace < recovery.member_failure_grace:
@@ -162,6 +177,7 @@ _SPEC_CHECKS: Final[tuple[Callable[[ReplicatedStoreSpec], Iterator[SpecError]], 
     _check_redistribute,
     _check_final_snapshot,
     _check_snapshot_ages,
+    _check_drill_interval,
     _check_grace_periods,
     _check_progress_deadline,
 )
@@ -208,9 +224,44 @@ def _check_template(template: PodTemplate) -> Iterator[SpecError]:
         )
 
 
-def _check_metadata_keys(kind: str, entries: Mapping[str, str]) -> Iterator[SpecError]:
+_VERIFY: Final = "spec.snapshots.drill.verify"
+_VERIFY_POD: Final = "spec.snapshots.drill.verify.spec"
+
+
+def _check_verify(template: DrillPodTemplate) -> Iterator[SpecError]:
+    """A restore drill's verification pod: what Phalanx adds to it (the restored volume, its
+    variables, its zone, restartPolicy Never) must be left to Phalanx, as in the members' template."""
+    pod = template.spec
+    yield from _check_metadata_keys("labels", template.metadata.labels, base=_VERIFY)
+    yield from _check_metadata_keys("annotations", template.metadata.annotations, base=_VERIFY)
+    if "nodeName" in pod:
+        yield SpecError(f"{_VERIFY_POD}.nodeName", "remove nodeName: Phalanx places the pod in the drill's zone")
+    if pod.get("restartPolicy", "Never") != "Never":
+        yield SpecError(
+            f"{_VERIFY_POD}.restartPolicy",
+            "the verdict is the containers' first exit: remove restartPolicy or set it to Never",
+        )
+    node_selector = pod.get("nodeSelector")
+    if isinstance(node_selector, Mapping) and ZONE_LABEL in node_selector:
+        yield SpecError(
+            f"{_VERIFY_POD}.nodeSelector[{ZONE_LABEL}]",
+            "Phalanx pins the pod to the drill's zone (drills rotate over the store's zones): remove it",
+        )
+    yield from _check_shapes(pod, ("containers", "initContainers", "volumes"), base=_VERIFY_POD)
+    containers = list(_objects(pod, "containers", prefix=_VERIFY_POD))
+    if not containers:
+        yield SpecError(
+            f"{_VERIFY_POD}.containers",
+            "the verification pod needs a container that checks the data: add containers: [{name: ..., image: ...}]",
+        )
+    all_containers = [*containers, *_objects(pod, "initContainers", prefix=_VERIFY_POD)]
+    yield from _check_containers(all_containers)
+    yield from _check_volumes(pod, all_containers, base=_VERIFY_POD)
+
+
+def _check_metadata_keys(kind: str, entries: Mapping[str, str], base: str = _TEMPLATE) -> Iterator[SpecError]:
     for key in entries:
-        path = f"{_TEMPLATE}.metadata.{kind}[{key}]"
+        path = f"{base}.metadata.{kind}[{key}]"
         if key.startswith(RESERVED_LABEL_PREFIX):
             yield SpecError(
                 path,
@@ -238,14 +289,14 @@ def _check_pod_fields(pod: Mapping[str, Any]) -> Iterator[SpecError]:
         )
 
 
-def _check_shapes(pod: Mapping[str, Any], lists: tuple[str, ...]) -> Iterator[SpecError]:
+def _check_shapes(pod: Mapping[str, Any], lists: tuple[str, ...], base: str = _POD) -> Iterator[SpecError]:
     for key in lists:
         value = pod.get(key)
         if value is not None and not isinstance(value, list):
-            yield SpecError(f"{_POD}.{key}", f"must be a list, not {type(value).__name__}")
+            yield SpecError(f"{base}.{key}", f"must be a list, not {type(value).__name__}")
         for index, item in enumerate(value if isinstance(value, list) else []):
             if not isinstance(item, Mapping):
-                yield SpecError(f"{_POD}.{key}[{index}]", "must be an object with at least a name")
+                yield SpecError(f"{base}.{key}[{index}]", "must be an object with at least a name")
 
 
 def _check_containers(containers: list[tuple[str, Mapping[str, Any]]]) -> Iterator[SpecError]:
@@ -271,9 +322,11 @@ def _check_containers(containers: list[tuple[str, Mapping[str, Any]]]) -> Iterat
                 )
 
 
-def _check_volumes(pod: Mapping[str, Any], containers: list[tuple[str, Mapping[str, Any]]]) -> Iterator[SpecError]:
+def _check_volumes(
+    pod: Mapping[str, Any], containers: list[tuple[str, Mapping[str, Any]]], base: str = _POD
+) -> Iterator[SpecError]:
     declared = set()
-    for path, volume in _objects(pod, "volumes"):
+    for path, volume in _objects(pod, "volumes", prefix=base):
         declared.add(volume.get("name"))
         if volume.get("name") == DATA_VOLUME:
             yield SpecError(
@@ -284,7 +337,7 @@ def _check_volumes(pod: Mapping[str, Any], containers: list[tuple[str, Mapping[s
         if name != DATA_VOLUME and name not in declared:
             yield SpecError(
                 f"{path}.name",
-                f"no volume named {name!r}: declare it in {_POD}.volumes, or mount {DATA_VOLUME!r} "
+                f"no volume named {name!r}: declare it in {base}.volumes, or mount {DATA_VOLUME!r} "
                 "(the member's persistent volume)",
             )
 
