@@ -3,12 +3,8 @@ the metric names a PromQL expression selects.
 
 An alert or a panel on a metric the operator does not expose (a typo, a renamed metric, a label
 mistaken for a metric) never fails anywhere: it just stays silent, or empty, forever. So the names
-are checked against the operator's own registry (``phalanx.metrics.REGISTRY``), not against a list
-kept by hand.
-
-Three names are being added by a parallel change (issue 13, part A) and are accepted before they
-land: ``phalanx_snapshot_last_success_timestamp_seconds``, ``phalanx_build_info`` and the standard
-process metrics of prometheus_client's ProcessCollector.
+are checked against the operator's own registry (``phalanx.metrics.REGISTRY``, which also carries
+prometheus_client's process and platform collectors), not against a list kept by hand.
 """
 
 from __future__ import annotations
@@ -19,14 +15,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
-from prometheus_client import ProcessCollector
 from prometheus_client.metrics_core import Metric
 
 from phalanx import metrics
 from tests.conftest import TOOLS
-
-PART_A_NAMES = frozenset({"phalanx_snapshot_last_success_timestamp_seconds", "phalanx_build_info"})
-"""Names issue 13 part A adds to the operator (with the process metrics); accepted before they land."""
 
 _SUFFIXES = {
     "counter": ("_total", "_created"),
@@ -46,9 +38,8 @@ def series_names(families: Iterable[Metric]) -> set[str]:
 
 
 def exposed_names() -> set[str]:
-    """Every series name the operator's /metrics can carry, and those part A adds."""
-    process = ProcessCollector(registry=None)
-    return series_names(metrics.REGISTRY.collect()) | series_names(process.collect()) | PART_A_NAMES
+    """Every series name the operator's /metrics can carry."""
+    return series_names(metrics.REGISTRY.collect())
 
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
