@@ -41,8 +41,6 @@ StoreKey = tuple[str, str]
 Wake = Callable[[Iterable[StoreKey] | None], None]
 """Called with the stores to wake, or None for every store."""
 
-_STORE_SELECTOR = names.STORE_LABEL  # "the label exists"
-
 
 def _meta(obj: Obj, *annotations: str) -> Obj:
     """Identity, Phalanx's own labels (a template's labels would only cost memory), the controller
@@ -71,19 +69,30 @@ def _conditions(obj: Obj, *kinds: str) -> list[Obj]:
 
 
 def slim_pod(pod: Obj) -> Obj:
-    """What observe reads of a member's pod: identity, labels, node, phase, readiness, scheduling."""
+    """What observe reads of a member's pod: identity, labels, node, phase, readiness, scheduling; and
+    of a restore drill's verification pod, how its containers exited (the drill's verdict)."""
     status = pod.get("status") or {}
-    return {
+    slim: Obj = {
         "metadata": _meta(pod),
         "spec": {"nodeName": (pod.get("spec") or {}).get("nodeName")},
         "status": {
             "phase": status.get("phase"),
             "conditions": _conditions(pod, "Ready", "PodScheduled"),
-            "containerStatuses": [
-                {"restartCount": c.get("restartCount", 0)} for c in status.get("containerStatuses") or []
-            ],
+            "containerStatuses": [_container_status(c) for c in status.get("containerStatuses") or []],
         },
     }
+    if status.get("reason"):
+        slim["status"]["reason"] = status["reason"]
+    return slim
+
+
+def _container_status(container: Obj) -> Obj:
+    """Restarts (the rollout's gate reads them) and, once it has exited, the exit code."""
+    kept: Obj = {"restartCount": container.get("restartCount", 0)}
+    terminated = (container.get("state") or {}).get("terminated")
+    if terminated and terminated.get("exitCode") is not None:
+        kept["state"] = {"terminated": {"exitCode": terminated["exitCode"]}}
+    return kept
 
 
 def slim_claim(pvc: Obj) -> Obj:
@@ -171,12 +180,17 @@ class Kind:
     slim: Callable[[Obj], Obj]
     by_store: bool = True
     """Namespaced, selected by the store label, grouped by store (all but nodes)."""
+    group_label: str = names.STORE_LABEL
+    """The label that names the store an object belongs to (selected by, grouped by)."""
 
 
 def kinds(budgets: Resource) -> tuple[Kind, ...]:
     """Everything ``observe`` reads; ``budgets`` is the PodDisruptionBudget version the cluster serves."""
     return (
         Kind("pods", PODS, slim_pod),
+        # Restore drills' verification pods carry phalanx.dev/drill-of, never the store label (which
+        # the store's Services and budget select by): a watch of their own.
+        Kind("drills", PODS, slim_pod, group_label=names.DRILL_OF_LABEL),
         Kind("claims", PVCS, slim_claim),
         Kind("snapshots", SNAPSHOTS, slim_snapshot),
         Kind("services", SERVICES, slim_child("Service")),
@@ -231,7 +245,6 @@ class WatchCache:
         store (the dry run); the operator selects every store's and groups them. ``heartbeats``:
         watch the nodes' Leases too, so that a node whose heartbeats stopped counts as NotReady
         before the node controller says so (``phalanx.heartbeats``)."""
-        selector = f"{_STORE_SELECTOR}={store}" if store else _STORE_SELECTOR
         self.on_wake: Wake = on_wake or (lambda stores: None)
         self.lock = threading.Lock()
         self.informers: list[Informer] = []
@@ -253,7 +266,7 @@ class WatchCache:
                     self._changed,
                     kind.name,
                     namespace=namespace,
-                    selector=selector if kind.by_store else None,
+                    selector=(f"{kind.group_label}={store}" if store else kind.group_label) if kind.by_store else None,
                     transform=kind.slim,
                     # Only the children a store creates lag (tests): nodes and snapshots keep time.
                     delay=delay if kind.name in ("pods", "claims") else 0.0,
@@ -386,7 +399,8 @@ class WatchCache:
             self._volume_changed(obj)
             return
         labels = (obj or {}).get("metadata", {}).get("labels") or {}
-        store = (key.partition("/")[0], labels[names.STORE_LABEL]) if names.STORE_LABEL in labels else None
+        by = self.kinds[kind].group_label
+        store = (key.partition("/")[0], labels[by]) if by in labels else None
         with self.lock:
             before = self.store_of[kind].pop(key, None)
             if before is not None:

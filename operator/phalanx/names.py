@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final
 
 from phalanx.models import RESERVED_LABEL_PREFIX
@@ -60,6 +61,14 @@ REPLACE_ANNOTATION: Final = PREFIX + "replace"
 `zone/<zone>` or `member/<name>`, optionally followed by `#<anything>` to ask again for the same
 target. Each value is answered once."""
 
+DRILL_LABEL: Final = PREFIX + "drill"
+"""On a restore drill's claim and pod: "true". A drill's objects are throwaway copies, never members:
+observe keeps them out of members and retired volumes, and only Phalanx's own (on record) are deleted."""
+DRILL_OF_LABEL: Final = PREFIX + "drill-of"
+"""On a restore drill's pod, instead of the store label: the store it drills. A pod labelled
+``phalanx.dev/store`` would be selected by the store's Services and PodDisruptionBudget (and counted by
+an autoscaler through status.selector); the watch cache groups drill pods by this label instead."""
+
 FINALIZER: Final = PREFIX + "finalizer"
 """Holds a store until its deletion policy has been applied to its volumes."""
 FIELD_MANAGER: Final = "phalanx"
@@ -73,9 +82,12 @@ ENV_MEMBER: Final = "PHALANX_MEMBER"
 ENV_ZONE: Final = "PHALANX_ZONE"
 ENV_PEERS: Final = "PHALANX_PEERS"
 ENV_SEEDED_FROM: Final = "PHALANX_SEEDED_FROM"
+ENV_SNAPSHOT: Final = "PHALANX_SNAPSHOT"
+"""In a restore drill's verification pod: the VolumeSnapshot its volume was restored from."""
 
 _MEMBER_RE: Final = re.compile(r"^(?P<store>.+)-(?P<serial>[1-9][0-9]*)$")
 """Serials are canonical (no leading zero) and start at 1: "orders-01" is nobody's name."""
+_DRILL_SUFFIX: Final = r"-drill-[0-9]{8}-[0-9]{6}"
 
 
 def member_name(store: str, serial: int) -> str:
@@ -89,6 +101,17 @@ def serial_of(store: str, member: str) -> int | None:
     if match is None or match.group("store") != store:
         return None
     return int(match.group("serial"))
+
+
+def drill_name(store: str, now: datetime) -> str:
+    """``<store>-drill-<UTC timestamp>``: the claim and pod of one restore drill. Never a member's name
+    (a serial has no dash), sortable, and the same for a plan repeated within the second."""
+    return f"{store}-drill-{now.strftime('%Y%m%d-%H%M%S')}"
+
+
+def is_drill_name(store: str, name: str) -> bool:
+    """Whether ``name`` is one this store's drills are given (``drill_name``), exactly."""
+    return re.fullmatch(re.escape(store) + _DRILL_SUFFIX, name) is not None
 
 
 def peers_service(store: str) -> str:

@@ -228,6 +228,57 @@ class SnapshotView:
 
 
 @dataclass(frozen=True)
+class DrillView:
+    """One restore drill of the store: its throwaway claim and verification pod (either may be gone
+    already). Never a member: nothing that decides about members reads it."""
+
+    name: str
+    claim: ClaimView | None
+    pod: PodView | None
+    exit_codes: tuple[int, ...] = ()
+    """Exit codes of the verification pod's containers that have terminated."""
+    pod_reason: str | None = None
+    """Why the pod failed, in the kubelet's word (Evicted, ...), when it says."""
+
+    @classmethod
+    def of(cls, name: str, claim: Raw | None, pod: Raw | None) -> DrillView:
+        statuses = ((pod or {}).get("status") or {}).get("containerStatuses") or []
+        codes = tuple(
+            int(terminated["exitCode"])
+            for c in statuses
+            if (terminated := (c.get("state") or {}).get("terminated")) and terminated.get("exitCode") is not None
+        )
+        return cls(
+            name=name,
+            claim=ClaimView.of(claim) if claim is not None else None,
+            pod=PodView.of(pod) if pod is not None else None,
+            exit_codes=codes,
+            pod_reason=((pod or {}).get("status") or {}).get("reason") or None,
+        )
+
+    @property
+    def zone(self) -> str | None:
+        return self.claim.zone if self.claim is not None else None
+
+    @property
+    def snapshot(self) -> str | None:
+        """The snapshot it restores (its claim says so)."""
+        return self.claim.seeded_from if self.claim is not None else None
+
+    @property
+    def started(self) -> datetime | None:
+        """When it began: its claim's creation (its pod's, when the claim is gone)."""
+        if self.claim is not None and self.claim.created is not None:
+            return self.claim.created
+        return self.pod.created if self.pod is not None else None
+
+    @property
+    def leaving(self) -> bool:
+        """Whatever of it exists is being deleted already."""
+        return all(part is None or part.terminating for part in (self.claim, self.pod))
+
+
+@dataclass(frozen=True)
 class MemberView:
     """One member: a serial, a zone, and whatever of its pod and claim exists."""
 
@@ -285,6 +336,9 @@ class Observed:
     previous: ReplicatedStoreStatus = field(default_factory=ReplicatedStoreStatus)
     """The status as last written, typed: what the planner remembers (states' since, transitions,
     the last recovery, snapshot failures, zones down since)."""
+    drills: tuple[DrillView, ...] = ()
+    """The store's restore drills that exist (Phalanx's own: claims on record, pods it controls), by
+    name, so oldest first."""
 
     def previous_member(self, name: str) -> MemberStatus | None:
         return next((m for m in self.previous.members if m.name == name), None)
@@ -345,6 +399,7 @@ def observe(
     snapshots: Iterable[Raw] = (),
     annotations: Mapping[str, str] | None = None,
     volumes: Mapping[str, Raw] | None = None,
+    drill_pods: Iterable[Raw] = (),
 ) -> Observed:
     """Join the store's pods and claims into members; pods and claims of other stores are ignored.
     ``children`` are ``kind/name``, optionally ``#digest`` of what Phalanx decides in them; ``nodes``
@@ -357,7 +412,12 @@ def observe(
     was deleted is adopted on its volume's word (``phalanx.dev/retained-claim``: PersistentVolumes are
     beyond a namespace user's reach). A store last written by a Phalanx that kept no record
     (``lastSerial`` set, ``owned`` absent) adopts what it sees once, and records it. ``volumes``:
-    PersistentVolumes by name (for the reclaim policy of each claim's volume)."""
+    PersistentVolumes by name (for the reclaim policy of each claim's volume).
+
+    Restore drills (``phalanx.dev/drill``) are kept apart from members and retired volumes whatever
+    else their labels say: a drill's claim counts only on record and under a drill's name, its pod
+    (``drill_pods``, labelled ``phalanx.dev/drill-of`` instead of the store label) only when the
+    store controls it; other such objects are foreign."""
     listed_children = list(children)
     record = status.get("owned")
     trusting = record is None and int(status.get("lastSerial") or 0) > 0
@@ -379,6 +439,20 @@ def observe(
         taken.append(names.serial_of(store.name, str(meta.get("name"))) or 0)  # its name is not free
         return None
 
+    drill_parts: dict[str, list[Raw | None]] = {}
+
+    def drill(kind: str, obj: Raw, proven: bool, slot: int) -> None:
+        """A drill's claim (slot 0) or pod (slot 1), or a foreign object that looks like one."""
+        name = str(obj["metadata"].get("name"))
+        if proven and names.is_drill_name(store.name, name):
+            drill_parts.setdefault(name, [None, None])[slot] = obj
+        else:
+            foreign.append(f"{kind} {name}")
+
+    for pod in drill_pods:
+        labels = pod["metadata"].get("labels") or {}
+        if labels.get(names.DRILL_OF_LABEL) == store.name:
+            drill("Pod", pod, _owner_uid(pod["metadata"]) == store.uid, 1)
     pod_views: dict[str, PodView] = {}
     retired_pods = []
     for pod in pods:
@@ -392,6 +466,10 @@ def observe(
     claim_views: dict[str, ClaimView] = {}
     zones: dict[str, str] = {}
     for pvc in claims:
+        labels = pvc["metadata"].get("labels") or {}
+        if labels.get(names.DRILL_LABEL) == "true" and labels.get(names.STORE_LABEL) == store.name:
+            drill("PersistentVolumeClaim", pvc, pvc["metadata"].get("uid") in owned_claims, 0)
+            continue
         volume = (volumes or {}).get(str((pvc.get("spec") or {}).get("volumeName") or ""))
         uid = pvc["metadata"].get("uid")
         kept = ((volume or {}).get("metadata", {}).get("annotations") or {}).get(names.RETAINED_CLAIM_ANNOTATION)
@@ -442,7 +520,9 @@ def observe(
             lineage.append(SnapshotView.of(snap))
         else:
             foreign.append(f"VolumeSnapshot {snap['metadata'].get('name')}")
+    drills = tuple(DrillView.of(name, *parts) for name, parts in sorted(drill_parts.items()))
     seen_claims = {c.uid: c.name for c in claim_views.values()}
+    seen_claims.update({d.claim.uid: d.name for d in drills if d.claim is not None})
     seen_snapshots = {s.uid: s.name for s in lineage}
     return Observed(
         store=store,
@@ -466,4 +546,5 @@ def observe(
         foreign=tuple(sorted(foreign)),
         final_snapshots=finals,
         previous=parse_status(status),
+        drills=drills,
     )

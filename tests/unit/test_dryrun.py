@@ -168,6 +168,7 @@ def test_the_dry_run_reads_with_gets_only_as_the_watch_cache_selects_and_makes_n
         (k.STORES.path(STORE.namespace, STORE.name), None),
         ("/apis/policy/v1", None),
         *((res.path(STORE.namespace), SELECTED) for res in namespaced),
+        (k.PODS.path(STORE.namespace), f"{names.DRILL_OF_LABEL}={STORE.name}"),  # restore drills' pods
         (k.NODES.path(), None),
         (k.PVS.path(), None),
     }
