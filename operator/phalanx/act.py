@@ -34,6 +34,7 @@ from phalanx.plan import (
     Action,
     CreateMember,
     CreatePod,
+    DeleteDrill,
     DeletePod,
     DeleteSnapshot,
     DeleteVolume,
@@ -45,6 +46,7 @@ from phalanx.plan import (
     Plan,
     RetireMember,
     Snapshot,
+    StartDrill,
 )
 
 log = logging.getLogger("phalanx.act")
@@ -283,6 +285,17 @@ class Actor:
                 self.kube.patch(k.PVS, volume, patch)
             case ExpandVolume(member=member, size=size):
                 self.kube.patch(k.PVCS, member, {"spec": {"resources": {"requests": {"storage": size}}}}, ns)
+            case StartDrill(name=name, zone=zone, snapshot=snapshot, node=node, verify=verify):
+                # The claim first and on record, as a member's: a pod is only built on a claim Phalanx made.
+                claim = build.drill_claim(store, spec, name, zone, snapshot, None if verify else node)
+                self._create_recorded(k.PVCS, claim, ns, provenance.claims, provenance)
+                if verify:
+                    self._create_owned(store, k.PODS, build.drill_pod(store, spec, name, zone, snapshot))
+            case DeleteDrill(name=name, pod_uid=pod_uid, claim_uid=claim_uid):
+                if pod_uid is not None:  # first: the claim is held (pvc-protection) while a pod uses it
+                    self.kube.delete(k.PODS, name, ns, uid=pod_uid)
+                if claim_uid is not None:
+                    self.kube.delete(k.PVCS, name, ns, uid=claim_uid)
             case _:
                 assert_never(action)
 

@@ -32,6 +32,8 @@ __all__ = [
     "Manifest",
     "client_service",
     "disruption_budget",
+    "drill_claim",
+    "drill_pod",
     "member_claim",
     "member_pod",
     "owner_reference",
@@ -355,6 +357,100 @@ def volume_snapshot(
         "metadata": _metadata(store, name, labels=labels, annotations=annotations),
         "spec": source,
     }
+
+
+# --------------------------------------------------------------------------------------------------
+# Restore drills: a throwaway claim restored from a snapshot, and the pod that checks it.
+
+SELECTED_NODE_ANNOTATION: Final = "volume.kubernetes.io/selected-node"
+"""What the scheduler writes on a WaitForFirstConsumer claim once it has placed the pod that uses it;
+the provisioner waits for it before it makes the volume."""
+DRILL_MOUNT_PATH: Final = "/data"
+
+
+def drill_claim(
+    store: StoreRef, spec: ReplicatedStoreSpec, name: str, zone: str, snapshot: str, node: str | None = None
+) -> Manifest:
+    """A restore drill's claim: the member's storage, restored from ``snapshot``, in ``zone``.
+
+    Unlike a member's claim it holds no data of its own (a copy, deleted once judged), so the store
+    owns it: a store deleted in the middle of a drill takes it along. ``node``: when no verification
+    pod will use the claim, the node of the zone that Phalanx names for it as the scheduler would
+    (volume.kubernetes.io/selected-node), so that a WaitForFirstConsumer class provisions it at all.
+    """
+    claim: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": str(spec.storage.size)}},
+        "dataSource": {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": snapshot},
+    }
+    if spec.storage.storage_class_name is not None:
+        claim["storageClassName"] = spec.storage.storage_class_name
+    annotations = {names.SEEDED_FROM_ANNOTATION: snapshot}
+    if node is not None:
+        annotations[SELECTED_NODE_ANNOTATION] = node
+    labels = {**_store_labels(store), names.DRILL_LABEL: "true", names.ZONE_LABEL: zone}
+    metadata = _metadata(store, name, labels=labels, annotations=annotations)
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {**metadata, "ownerReferences": [owner_reference(store)]},
+        "spec": claim,
+    }
+
+
+def drill_pod(store: StoreRef, spec: ReplicatedStoreSpec, name: str, zone: str, snapshot: str) -> Manifest:
+    """A restore drill's verification pod: the user's ``snapshots.drill.verify``, run once
+    (restartPolicy Never: the containers' exit codes are the verdict) on the drill's claim, mounted
+    read-only (a check must not change what it checks), pinned to the drill's zone like a member.
+
+    It carries ``phalanx.dev/drill-of`` instead of the store label, so that the store's Services,
+    PodDisruptionBudget and scale selector never count it as a member.
+    """
+    drill = spec.snapshots.drill if spec.snapshots is not None else None
+    if drill is None or drill.verify is None:
+        raise ValueError("a verification pod needs spec.snapshots.drill.verify")
+    verify = drill.verify
+    labels = {
+        **_recommended_labels(store),
+        **verify.metadata.labels,
+        names.DRILL_OF_LABEL: store.name,
+        names.DRILL_LABEL: "true",
+        names.ZONE_LABEL: zone,
+    }
+    metadata = _metadata(store, name, labels=labels, annotations=dict(verify.metadata.annotations))
+    env = [
+        {"name": names.ENV_STORE, "value": store.name},
+        {"name": names.ENV_ZONE, "value": zone},
+        {"name": names.ENV_SNAPSHOT, "value": snapshot},
+    ]
+    pod = copy.deepcopy(dict(verify.spec))
+    pod["restartPolicy"] = "Never"
+    pod["affinity"] = _pinned_to_zone(pod.get("affinity"), zone)
+    pod["volumes"] = [
+        *(volume for volume in pod.get("volumes", []) if volume.get("name") != names.DATA_VOLUME),
+        {"name": names.DATA_VOLUME, "persistentVolumeClaim": {"claimName": name, "readOnly": True}},
+    ]
+    pod["containers"] = [_read_only_data(_with_env(c, env), add=True) for c in pod.get("containers", [])]
+    if "initContainers" in pod:
+        pod["initContainers"] = [_read_only_data(_with_env(c, env), add=False) for c in pod["initContainers"]]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {**metadata, "ownerReferences": [owner_reference(store)]},
+        "spec": pod,
+    }
+
+
+def _read_only_data(container: Mapping[str, Any], add: bool) -> dict[str, Any]:
+    """The container with every mount of the drill's volume read-only, and (``add``) the volume
+    mounted at /data when it does not mount it itself."""
+    mounts = [
+        {**mount, "readOnly": True} if mount.get("name") == names.DATA_VOLUME else dict(mount)
+        for mount in container.get("volumeMounts", [])
+    ]
+    if add and not any(mount.get("name") == names.DATA_VOLUME for mount in mounts):
+        mounts.append({"name": names.DATA_VOLUME, "mountPath": DRILL_MOUNT_PATH, "readOnly": True})
+    return {**container, "volumeMounts": mounts}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from phalanx.plan import (
     Action,
     CreateMember,
     CreatePod,
+    DeleteDrill,
     DeletePod,
     DeleteSnapshot,
     DeleteVolume,
@@ -33,6 +34,7 @@ from phalanx.plan import (
     PinVolume,
     RetireMember,
     Snapshot,
+    StartDrill,
 )
 from phalanx.units import Quantity
 
@@ -140,6 +142,18 @@ def expected(
             return [expect("claims", member, _asks(size), f"claim {member} asks for {size}")]
         case PinVolume(volume=volume):
             return [expect("volumes", volume, _pinned, f"volume {volume} pinned")]
+        case StartDrill(name=name, verify=verify):
+            found = [expect("claims", name, _present, f"drill claim {name} created")]
+            if verify:  # a drill's pod is watched apart (cache kind "drills"): it has no store label
+                found.append(expect("drills", name, _present, f"drill pod {name} created"))
+            return found
+        case DeleteDrill(name=name, pod_uid=pod_uid, claim_uid=claim_uid):
+            found = []
+            if pod_uid is not None:
+                found.append(expect("drills", name, _gone_or_terminating(pod_uid), f"drill pod {name} deleted"))
+            if claim_uid is not None:
+                found.append(expect("claims", name, _gone_or_terminating(claim_uid), f"drill claim {name} deleted"))
+            return found
         case KeepVolume() | DeleteVolume():
             return []  # the finalizer's: it waits for the store's expectations, then plans on the cache
         case _:

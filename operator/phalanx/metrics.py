@@ -101,6 +101,27 @@ SNAPSHOT_LAST_SUCCESS = Gauge(
     ["namespace", "store"],
     registry=REGISTRY,
 )
+DRILLS = Counter(
+    "phalanx_drills_total",
+    "Restore drills that ended, by result (Succeeded, Failed): a snapshot restored into a throwaway claim "
+    "and, with spec.snapshots.drill.verify, checked by a pod.",
+    ["namespace", "store", "result"],
+    registry=REGISTRY,
+)
+DRILL_SECONDS = Histogram(
+    "phalanx_drill_duration_seconds",
+    "From a restore drill's start to its verdict, by result.",
+    ["result"],
+    registry=REGISTRY,
+    buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800),
+)
+LAST_DRILL_SUCCESS = Gauge(
+    "phalanx_last_drill_success_timestamp_seconds",
+    "When a store's last successful restore drill ended (Unix time): alert on time() minus it, which "
+    "grows when drills fail or stop running.",
+    ["namespace", "store"],
+    registry=REGISTRY,
+)
 RETIRED_VOLUMES = Gauge(
     "phalanx_retired_volumes",
     "Volumes of retired members a store still keeps (spec.retiredVolumes).",

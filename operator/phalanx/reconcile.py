@@ -23,7 +23,15 @@ from phalanx import build, metrics, names
 from phalanx.act import OWN_STATUS_EXCLUDED, Actor, Outcome, Provenance, controller_name, controller_uid
 from phalanx.cache import WatchCache
 from phalanx.expectations import Expectation, Expectations, expected
-from phalanx.models import ConditionStatus, ConditionType, RecoveryRecord, ReplicatedStoreSpec, ReplicatedStoreStatus
+from phalanx.models import (
+    ConditionStatus,
+    ConditionType,
+    DrillRecord,
+    DrillResult,
+    RecoveryRecord,
+    ReplicatedStoreSpec,
+    ReplicatedStoreStatus,
+)
 from phalanx.names import StoreRef
 from phalanx.observe import Observed, observe
 from phalanx.plan import REFUSED_PASSES, ExpandVolume, Plan, plan
@@ -128,6 +136,10 @@ class Pass:
                 f"{done.replacement} replaced {done.member} ({done.source.value}"
                 f"{' ' + done.snapshot if done.snapshot else ''}) in {done.seconds}s",
             )
+        drilled = ended_drill(snapshot["status"], decided)
+        if drilled is not None:
+            said = events.info if drilled.result is DrillResult.SUCCEEDED else events.warn
+            said(f"Drill{drilled.result.value}", f"{drilled.message} ({drilled.seconds:.1f}s)")
         return decided, failed
 
 
@@ -180,6 +192,7 @@ def observe_store(ref: StoreRef, body: Mapping[str, Any], cache: WatchCache) -> 
         int(body.get("metadata", {}).get("generation") or 0),
         dict(body.get("status") or {}),
         pods=cache.of_store("pods", key),
+        drill_pods=cache.of_store("drills", key),
         claims=claims,
         nodes=cache.nodes(),
         children=[c["child"] for c in cache.child_objects(key) if controller_uid(c) == ref.uid],
@@ -265,6 +278,14 @@ def completed_recovery(previous: Mapping[str, Any], plan_: Plan) -> RecoveryReco
     return done
 
 
+def ended_drill(previous: Mapping[str, Any], plan_: Plan) -> DrillRecord | None:
+    """The restore drill whose verdict this pass reached (so it is reported and counted once)."""
+    drilled = plan_.status.last_drill
+    if drilled is None or (previous.get("lastDrill") or {}).get("name") == drilled.name:
+        return None
+    return drilled
+
+
 Said = tuple[bool, str, str]
 """An Event to post: (a warning?, reason, message)."""
 
@@ -335,6 +356,12 @@ def record(ref: StoreRef, plan_: Plan, desired: int, previous: Mapping[str, Any]
         metrics.ROLLOUT_STEP_SECONDS.labels(previous["rollout"]["strategy"]).observe(duration)
     if any(reason == "RolloutHalted" for _, reason, _ in said):
         metrics.of(metrics.ROLLOUT_HALTS, ns, name).inc()
+    drilled = ended_drill(previous, plan_)
+    if drilled is not None:
+        metrics.of(metrics.DRILLS, ns, name, drilled.result.value).inc()
+        metrics.DRILL_SECONDS.labels(drilled.result.value).observe(drilled.seconds)
+    if status.last_drill is not None and status.last_drill.last_succeeded_at is not None:
+        metrics.of(metrics.LAST_DRILL_SUCCESS, ns, name).set(status.last_drill.last_succeeded_at.timestamp())
     retired = status.retired_volumes
     metrics.of(metrics.RETIRED_VOLUMES, ns, name).set(retired.count if retired else 0)
     metrics.of(metrics.RETIRED_VOLUME_BYTES, ns, name).set(retired.bytes if retired else 0)

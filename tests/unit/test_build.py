@@ -562,3 +562,80 @@ def test_a_child_digest_ignores_what_the_api_server_adds_and_sees_what_phalanx_d
     budget = build.disruption_budget(STORE, spec, "policy/v1beta1")
     tighter = {**budget, "spec": {**budget["spec"], "maxUnavailable": 0}}
     assert build.child_fingerprint(tighter) != build.child_fingerprint(budget)
+
+
+# ---------------------------------------------------------------------------------- restore drills
+
+DRILL = "orders-drill-20250101-120000"
+CHECK: dict[str, Any] = {
+    "name": "check",
+    "image": "valkey/valkey:8.0",
+    "command": ["valkey-check-rdb", "/restored/dump.rdb"],
+    "volumeMounts": [{"name": "data", "mountPath": "/restored"}],
+}
+
+
+def drill_spec(verify: dict[str, Any] | None = None) -> ReplicatedStoreSpec:
+    drill: dict[str, Any] = {"interval": "24h"}
+    if verify is not None:
+        drill["verify"] = verify
+    return make_spec(snapshots={"interval": "1h", "drill": drill})
+
+
+def test_a_drill_claim_is_a_restore_owned_by_the_store_and_never_a_member() -> None:
+    claim = build.drill_claim(STORE, drill_spec(), DRILL, ZONE, "orders-snap-7", node="node-b-0")
+    labels, annotations = claim["metadata"]["labels"], claim["metadata"]["annotations"]
+    assert labels[names.STORE_LABEL] == "orders" and labels[names.DRILL_LABEL] == "true"
+    assert labels[names.ZONE_LABEL] == ZONE and names.MEMBER_LABEL not in labels
+    assert claim["spec"]["dataSource"] == {
+        "apiGroup": "snapshot.storage.k8s.io",
+        "kind": "VolumeSnapshot",
+        "name": "orders-snap-7",
+    }
+    assert (
+        claim["spec"]["resources"] == build.member_claim(STORE, drill_spec(), MEMBER, ZONE, None)["spec"]["resources"]
+    )
+    # A throwaway copy: the store's deletion takes it along (a member's claim is never owned).
+    assert claim["metadata"]["ownerReferences"] == [build.owner_reference(STORE)]
+    assert annotations == {names.SEEDED_FROM_ANNOTATION: "orders-snap-7", build.SELECTED_NODE_ANNOTATION: "node-b-0"}
+    without_node = build.drill_claim(STORE, drill_spec(), DRILL, ZONE, "orders-snap-7")
+    assert build.SELECTED_NODE_ANNOTATION not in without_node["metadata"]["annotations"]
+
+
+def test_a_drill_pod_checks_the_copy_read_only_once_in_its_zone_outside_the_stores_selectors() -> None:
+    extra = {**CHECK, "name": "report", "volumeMounts": []}
+    init = {"name": "wait", "image": "busybox:1", "volumeMounts": [{"name": "data", "mountPath": "/d"}]}
+    verify = {
+        "metadata": {"labels": {"team": "storage"}, "annotations": {"sim.phalanx.dev/exit-code": "0"}},
+        "spec": {"containers": [CHECK, extra], "initContainers": [init]},
+    }
+    pod = build.drill_pod(STORE, drill_spec(verify), DRILL, ZONE, "orders-snap-7")
+    labels = pod["metadata"]["labels"]
+    assert names.STORE_LABEL not in labels, "the store's Services and budget select by it"
+    assert labels[names.DRILL_OF_LABEL] == "orders" and labels[names.DRILL_LABEL] == "true"
+    assert labels["team"] == "storage" and pod["metadata"]["annotations"] == {"sim.phalanx.dev/exit-code": "0"}
+    assert pod["metadata"]["ownerReferences"] == [build.owner_reference(STORE)]
+    spec = pod["spec"]
+    assert spec["restartPolicy"] == "Never"
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": DRILL, "readOnly": True}} in spec["volumes"]
+    check, report = spec["containers"]
+    assert check["volumeMounts"] == [{"name": "data", "mountPath": "/restored", "readOnly": True}]
+    assert report["volumeMounts"] == [{"name": "data", "mountPath": "/data", "readOnly": True}]
+    assert spec["initContainers"][0]["volumeMounts"] == [{"name": "data", "mountPath": "/d", "readOnly": True}]
+    assert env_of(check) == {"PHALANX_STORE": "orders", "PHALANX_ZONE": ZONE, "PHALANX_SNAPSHOT": "orders-snap-7"}
+    terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert all(
+        {"key": names.NODE_ZONE_LABEL, "operator": "In", "values": [ZONE]} in t["matchExpressions"] for t in terms
+    )
+    assert CHECK["volumeMounts"] == [{"name": "data", "mountPath": "/restored"}], "the spec is never changed"
+    with pytest.raises(ValueError, match="verify"):
+        build.drill_pod(STORE, drill_spec(), DRILL, ZONE, "orders-snap-7")
+
+
+@settings(max_examples=20, deadline=None)
+@given(zone=st.sampled_from(ZONE_POOL), verify=st.booleans())
+def test_drill_manifests_validate_against_kubernetes_1_30(zone: str, verify: bool) -> None:
+    spec = drill_spec({"spec": {"containers": [CHECK]}} if verify else None)
+    validate(build.drill_claim(STORE, spec, DRILL, zone, "orders-snap-7", None if verify else "node-0"))
+    if verify:
+        validate(build.drill_pod(STORE, spec, DRILL, zone, "orders-snap-7"))

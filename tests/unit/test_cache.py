@@ -15,7 +15,7 @@ from phalanx.cache import StoreKey, WatchCache, slim_child, slim_claim, slim_nod
 from phalanx.kube import Kube, Obj
 from phalanx.observe import NodeView, observe
 from tests.unit.test_plan import PROPERTY, worlds
-from tests.unit.world import STORE, World, claim, node, pod, volume_snapshot
+from tests.unit.world import STORE, World, claim, drill_claim, drill_pod, node, pod, volume_snapshot
 
 
 def observe_both(world: World) -> tuple[object, object]:
@@ -186,3 +186,33 @@ def test_a_node_pool_growing_by_one_node_wakes_no_store() -> None:
     assert woken.take() == []
     remove(cache, "nodes", "n-a-1")
     assert woken.take() == []
+
+
+def test_drill_pods_are_watched_apart_grouped_by_the_store_they_drill_and_keep_their_exit_codes() -> None:
+    cache, woken = cache_of()
+    name = "orders-drill-20250101-000000"
+    put(cache, "drills", drill_pod(name, "zone-a", phase="Failed", exit_code=3))
+    assert woken.take() == [{ORDERS}]
+    assert cache.of_store("pods", ORDERS) == [] and len(cache.of_store("drills", ORDERS)) == 1
+    assert cache.find("drills", "data", name) is not None
+    claims = [drill_claim(name, "zone-a", "orders-snap-1", phase="Bound")]
+    record = {"owned": {"claims": [{"name": name, "uid": f"pvc-{name}"}]}}
+    whole = observe(
+        STORE,
+        1,
+        record,
+        pods=[],
+        claims=claims,
+        nodes=[],
+        drill_pods=[drill_pod(name, "zone-a", phase="Failed", exit_code=3)],
+    )
+    slim = observe(
+        STORE,
+        1,
+        record,
+        pods=[],
+        claims=[slim_claim(c) for c in claims],
+        nodes=[],
+        drill_pods=cache.of_store("drills", ORDERS),
+    )
+    assert slim == whole and slim.drills[0].exit_codes == (3,)

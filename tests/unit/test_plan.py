@@ -38,12 +38,14 @@ from phalanx.plan import (
     REQUEUE_STEADY,
     CreateMember,
     CreatePod,
+    DeleteDrill,
     DeletePod,
     DeleteSnapshot,
     EnsureChild,
     Plan,
     RetireMember,
     Snapshot,
+    StartDrill,
     desired_zones,
     member_state,
     place,
@@ -88,7 +90,8 @@ def member(serial: int, zone: str, state: str = "ready") -> MemberView:
 
 def identity(action: Any) -> tuple[str, str]:
     """An action as (kind, what it is about): its member, or the child or snapshot it names."""
-    about = action.name if isinstance(action, (EnsureChild, Snapshot, DeleteSnapshot)) else action.member
+    named = (EnsureChild, Snapshot, DeleteSnapshot, StartDrill, DeleteDrill)
+    about = action.name if isinstance(action, named) else action.member
     return type(action).__name__, str(about)
 
 

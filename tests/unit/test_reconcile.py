@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
+from phalanx import metrics
 from phalanx.act import Outcome, Provenance, status_patch
 from phalanx.build import template_revision
 from phalanx.cache import StoreKey
@@ -21,7 +22,7 @@ from phalanx.observe import NodeView
 from phalanx.plan import CreateMember, Plan
 from phalanx.reconcile import Memory, Pass
 from tests.unit.test_plan import NOW, ZONES
-from tests.unit.world import STORE, World, claim, make_ready, node, pod
+from tests.unit.world import START, STORE, World, claim, drill_claim, make_ready, node, pod
 
 Obj = dict[str, Any]
 
@@ -30,7 +31,14 @@ class FakeCache:
     """What a pass reads of the watch cache: the store's objects by kind, and the nodes."""
 
     def __init__(self) -> None:
-        self.objects: dict[str, list[Obj]] = {"pods": [], "claims": [], "snapshots": [], "services": [], "budgets": []}
+        self.objects: dict[str, list[Obj]] = {
+            "pods": [],
+            "drills": [],
+            "claims": [],
+            "snapshots": [],
+            "services": [],
+            "budgets": [],
+        }
 
     def of_store(self, kind: str, store: StoreKey) -> list[Obj]:
         return list(self.objects[kind])
@@ -240,3 +248,32 @@ def test_a_store_with_nothing_to_ask_is_no_longer_stalled_by_old_refusals() -> N
     assert memory.refusals is not None and memory.refusals[0] == 2
     run(passes, store_body(version="3", paused=True), memory, sink)  # nothing asked of the server
     assert memory.refusals is None
+
+
+def test_a_drill_verdict_is_announced_and_counted_once() -> None:
+    drill = "orders-drill-20250101-005900"
+    snapshots = {"interval": "1h", "drill": {"interval": "24h"}}
+    body = store_body(snapshots=snapshots)
+    cache = FakeCache()
+    for n, zone in enumerate(ZONES, start=1):
+        cache.objects["claims"].append(claim(f"orders-{n}", zone, uid=f"pvc-orders-{n}"))
+        cache.objects["pods"].append(pod(f"orders-{n}", zone, node_name=f"node-{zone}-0", revision=revision_of(body)))
+    cache.objects["pods"] = make_ready_pods(cache.objects["pods"])
+    cache.objects["claims"].append(drill_claim(drill, "zone-a", "orders-snap", phase="Bound", created=START - 20))
+    owned = [{"name": c["metadata"]["name"], "uid": c["metadata"]["uid"]} for c in cache.objects["claims"]]
+    status = {"lastSerial": 3, "owned": {"claims": owned, "snapshots": []}}
+    actor, sink, memory = FakeActor(), Sink(), Memory()
+    passes = new_pass(actor, cache)
+    counted = metrics.DRILLS.labels(STORE.namespace, STORE.name, "Succeeded")
+    before = counted._value.get()
+    decided, _ = run(passes, store_body(status, snapshots=snapshots), memory, sink)
+    assert decided.status.last_drill is not None and decided.status.last_drill.name == drill
+    assert ("info", "DrillSucceeded") in sink.posted and "DeleteDrill" in actor.calls
+    assert counted._value.get() == before + 1
+    success = metrics.LAST_DRILL_SUCCESS.labels(STORE.namespace, STORE.name)._value.get()
+    assert success == NOW.timestamp()
+    sink.posted.clear()
+    assert memory.written is not None
+    again, _ = run(passes, store_body(memory.written, "2", snapshots=snapshots), memory, sink)
+    assert ("info", "DrillSucceeded") not in sink.posted and counted._value.get() == before + 1
+    assert again.status.last_drill == decided.status.last_drill

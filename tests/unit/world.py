@@ -29,6 +29,7 @@ from phalanx.observe import Observed, observe
 from phalanx.plan import (
     CreateMember,
     CreatePod,
+    DeleteDrill,
     DeletePod,
     DeleteSnapshot,
     EnsureChild,
@@ -37,6 +38,7 @@ from phalanx.plan import (
     Plan,
     RetireMember,
     Snapshot,
+    StartDrill,
 )
 
 Raw = dict[str, Any]
@@ -199,6 +201,61 @@ def volume_snapshot(
     return {"metadata": metadata, "spec": {}, "status": {"readyToUse": False}}
 
 
+def drill_claim(
+    name: str,
+    zone: str,
+    snapshot: str,
+    *,
+    store: str = STORE.name,
+    uid: str | None = None,
+    phase: str = "Pending",
+    created: int = 0,
+    terminating: bool = False,
+) -> Raw:
+    """A restore drill's claim, as act makes it: labelled with the store and as a drill, restored from
+    ``snapshot`` (a Bound one names its volume)."""
+    labels = {names.STORE_LABEL: store, names.DRILL_LABEL: "true", names.ZONE_LABEL: zone}
+    metadata: Raw = {
+        "name": name,
+        "uid": uid or f"pvc-{name}",
+        "labels": labels,
+        "annotations": {names.SEEDED_FROM_ANNOTATION: snapshot},
+        "creationTimestamp": stamp(created),
+    }
+    if terminating:
+        metadata["deletionTimestamp"] = stamp(created + 1)
+    spec: Raw = {"dataSource": {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": snapshot}}
+    if phase in ("Bound", "Lost"):
+        spec["volumeName"] = f"pv-{name}"
+    return {"metadata": metadata, "spec": spec, "status": {"phase": phase}}
+
+
+def drill_pod(
+    name: str,
+    zone: str,
+    *,
+    store: str = STORE.name,
+    uid: str | None = None,
+    phase: str = "Pending",
+    exit_code: int | None = None,
+    created: int = 0,
+    owner: str | None = STORE.uid,
+    terminating: bool = False,
+) -> Raw:
+    """A restore drill's verification pod, as act makes it (``phalanx.dev/drill-of``, not the store
+    label); ``exit_code``: its container has exited with it."""
+    labels = {names.DRILL_OF_LABEL: store, names.DRILL_LABEL: "true", names.ZONE_LABEL: zone}
+    metadata: Raw = {"name": name, "uid": uid or f"pod-{name}", "labels": labels, "creationTimestamp": stamp(created)}
+    if owner is not None:
+        metadata["ownerReferences"] = [{"kind": "ReplicatedStore", "name": store, "uid": owner, "controller": True}]
+    if terminating:
+        metadata["deletionTimestamp"] = stamp(created + 1)
+    status: Raw = {"phase": phase}
+    if exit_code is not None:
+        status["containerStatuses"] = [{"restartCount": 0, "state": {"terminated": {"exitCode": exit_code}}}]
+    return {"metadata": metadata, "spec": {}, "status": status}
+
+
 def final_snapshot(name: str, member: str, *, ready: bool, store_uid: str = STORE.uid) -> Raw:
     """A final VolumeSnapshot of a member's claim, as the finalizer takes it (deletionPolicy Snapshot)."""
     snap = volume_snapshot(name, member, "zone-a", store_uid=store_uid)
@@ -231,6 +288,8 @@ class World:
     """Actions the cluster would have refused or ignored: a plan that wastes a write is visible here."""
     foreign: frozenset[str] = frozenset()
     """Uids of claims and snapshots that Phalanx did not create (everything else in the world it did)."""
+    drill_pods: tuple[Raw, ...] = ()
+    """Restore drills' verification pods (labelled ``phalanx.dev/drill-of``, watched apart)."""
 
     @property
     def now(self) -> datetime:
@@ -301,6 +360,7 @@ def observed(
         children=world.children,
         snapshots=world.snapshots,
         annotations=dict(annotations or {}),
+        drill_pods=world.drill_pods,
     )
 
 
@@ -315,6 +375,7 @@ def apply(world: World, plan: Plan) -> World:
     pods = {p["metadata"]["name"]: p for p in world.pods}
     claims = {c["metadata"]["name"]: c for c in world.claims}
     snapshots = {s["metadata"]["name"]: s for s in world.snapshots}
+    drill_pods = {p["metadata"]["name"]: p for p in world.drill_pods}
     children = set(world.children)
     rejected = list(world.rejected)
 
@@ -387,6 +448,21 @@ def apply(world: World, plan: Plan) -> World:
                 grown = copy.deepcopy(claims[member])
                 grown["spec"].setdefault("resources", {}).setdefault("requests", {})["storage"] = size
                 claims[member] = grown
+            case StartDrill(name=name, zone=zone, snapshot=snapshot, verify=verify):
+                started = False  # carried out again only for a pod that went missing: the claim stays
+                if name not in claims:
+                    claims[name] = drill_claim(name, zone, snapshot, uid=f"pvc-{name}-{writes}", created=now)
+                    started = True
+                if verify and name not in drill_pods:
+                    drill_pods[name] = drill_pod(name, zone, uid=f"pod-{name}-{writes}", created=now)
+                    started = True
+                if not started:
+                    rejected.append(f"start drill {name}: exists")
+            case DeleteDrill(name=name, pod_uid=pod_uid, claim_uid=claim_uid):
+                if pod_uid is not None:
+                    delete(drill_pods, name, pod_uid, "drill pod")
+                if claim_uid is not None:
+                    delete(claims, name, claim_uid, "drill claim")
             case _:
                 raise TypeError(f"world.apply does not know {type(action).__name__}: teach it")
     return replace(
@@ -394,6 +470,7 @@ def apply(world: World, plan: Plan) -> World:
         pods=tuple(pods.values()),
         claims=tuple(claims.values()),
         snapshots=tuple(snapshots.values()),
+        drill_pods=tuple(drill_pods.values()),
         children=frozenset(children),
         writes=writes,
         rejected=tuple(rejected),

@@ -10,6 +10,7 @@ One concern per module, layered (``make layers`` enforces it; each imports only 
 - ``deletion``: what the finalizer does under each deletion policy (I3);
 - ``status`` and ``membership``: what the store reports; heal, scale, retire, rebalance;
 - ``recovery``: loss, and replacement from the freshest usable snapshot;
+- ``drills``: restore drills, proving the lineage restores (beside recovery: both restore snapshots);
 - ``snapshots``, ``volumes``, ``children``: the lineage; pinning, pruning and resizing volumes; the
   Services and PodDisruptionBudget;
 - ``budget`` and ``placement``: the one disruption budget; zones, skew, outages;
@@ -36,6 +37,7 @@ from phalanx.plan.actions import (
     ChildKind,
     CreateMember,
     CreatePod,
+    DeleteDrill,
     DeletePod,
     DeleteSnapshot,
     DeleteVolume,
@@ -47,6 +49,7 @@ from phalanx.plan.actions import (
     Plan,
     RetireMember,
     Snapshot,
+    StartDrill,
 )
 from phalanx.plan.budget import (
     others_serve,
@@ -57,6 +60,12 @@ from phalanx.plan.children import (
 from phalanx.plan.deletion import (
     final_snapshot_name,
     plan_deletion,
+)
+from phalanx.plan.drills import (
+    drill_report,
+    drill_sources,
+    plan_drills,
+    restore_verified,
 )
 from phalanx.plan.health import (
     FIRST_POD_WINDOW,
@@ -152,6 +161,7 @@ __all__ = [
     "ChildKind",
     "CreateMember",
     "CreatePod",
+    "DeleteDrill",
     "DeletePod",
     "DeleteSnapshot",
     "DeleteVolume",
@@ -165,6 +175,7 @@ __all__ = [
     "RetireMember",
     "Rollout",
     "Snapshot",
+    "StartDrill",
     "blocked_by",
     "budget",
     "build_status",
@@ -172,6 +183,8 @@ __all__ = [
     "delete_at_retirement",
     "deletes_retired",
     "desired_zones",
+    "drill_report",
+    "drill_sources",
     "ensure_children",
     "failure_backoff",
     "failure_count",
@@ -193,6 +206,7 @@ __all__ = [
     "placeable",
     "plan",
     "plan_deletion",
+    "plan_drills",
     "prior_since",
     "prune_retired_volumes",
     "prune_snapshots",
@@ -202,6 +216,7 @@ __all__ = [
     "recovery_progress",
     "request_targets",
     "restore_deadline",
+    "restore_verified",
     "retire_one",
     "retired_clock",
     "retired_report",
@@ -293,8 +308,15 @@ def plan(
     # Snapshots last: a restore this plan starts keeps its source from being pruned.
     snapshot_actions, snapshot_due = take_snapshot(spec, observed, now)
     actions += snapshot_actions
+    # Drills after snapshots, once nothing else changes members (no load is added to a recovery or a
+    # rollout); what they restore from is kept from pruning too.
+    calm = rollout.status is None and not any(
+        isinstance(a, (CreateMember, CreatePod, DeletePod, RetireMember)) for a in actions
+    )
+    drill_actions, drill_due = plan_drills(spec, observed, now, placeable_zones, calm)
     restoring = frozenset(a.snapshot for a in actions if isinstance(a, CreateMember) and a.snapshot)
-    actions += prune_snapshots(spec, observed, now, restoring)
+    actions += prune_snapshots(spec, observed, now, restoring | drill_sources(observed, drill_actions))
+    actions += drill_actions
 
     actions = steer_clear(observed, actions)
     retiring = {a.member for a in actions if isinstance(a, RetireMember)}
@@ -305,7 +327,7 @@ def plan(
     member_work = [
         a
         for a in actions
-        if not isinstance(a, (Snapshot, DeleteSnapshot, PinVolume, ExpandVolume))
+        if not isinstance(a, (Snapshot, DeleteSnapshot, PinVolume, ExpandVolume, StartDrill, DeleteDrill))
         and a not in rollout.actions
         and not (isinstance(a, CreatePod) and a.member in rollout.budgeted)
     ]
@@ -329,6 +351,7 @@ def plan(
     else:
         requeue = REQUEUE_STEADY
     requeue = min(requeue, max(snapshot_due, 0.5)) if snapshot_due is not None else requeue
+    requeue = min(requeue, max(drill_due, 0.5)) if drill_due is not None else requeue
     requeue = min(requeue, next_deadline(spec, observed, now))
     requeue = min(requeue, rollout.requeue) if rollout.requeue is not None else requeue
     return Plan(tuple(actions), status, requeue, peers=peers, notes=tuple(notes), recoveries=tuple(records))

@@ -133,6 +133,35 @@ class ExpandVolume:
     reason: str = "VolumeExpanding"
 
 
+@dataclass(frozen=True)
+class StartDrill:
+    """A restore drill: a throwaway claim ``name`` restored from ``snapshot`` in ``zone`` (recorded as
+    Phalanx's), and, with ``verify``, the pod that checks it. Carried out again when its claim exists
+    but its pod does not (the operator stopped between the two): the claim is then left as it is.
+    ``node``: without a pod to consume the claim, the node of the zone asked to provision it (a
+    WaitForFirstConsumer class provisions nothing for a claim no pod uses)."""
+
+    name: str
+    zone: str
+    snapshot: str
+    why: str
+    verify: bool = False
+    node: str | None = None
+    reason: str = "DrillStarted"
+
+
+@dataclass(frozen=True)
+class DeleteDrill:
+    """A drill that ended (its verdict in status) or was abandoned: its pod and claim go, each guarded
+    by its uid, the claim only as Phalanx recorded it. Never a member's."""
+
+    name: str
+    pod_uid: str | None
+    claim_uid: str | None
+    why: str
+    reason: str = "DrillCleanedUp"
+
+
 Action = (
     CreateMember
     | CreatePod
@@ -143,6 +172,8 @@ Action = (
     | DeleteSnapshot
     | PinVolume
     | ExpandVolume
+    | StartDrill
+    | DeleteDrill
 )
 
 

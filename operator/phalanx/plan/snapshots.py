@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from phalanx.models import (
+    DrillResult,
     RecoverySource,
     ReplicatedStoreSpec,
     SnapshotStatus,
@@ -24,12 +25,16 @@ from phalanx.plan.health import (
 
 
 def usable_snapshots(spec: ReplicatedStoreSpec, observed: Observed, now: datetime) -> list[SnapshotView]:
-    """Snapshots a member may be seeded from (I4): ready, of this store, younger than maxAge; newest first."""
+    """Snapshots a member may be seeded from (I4): ready, of this store, younger than maxAge; newest first.
+    Not one that a restore was seen to fail from: a member's, or the last restore drill's."""
     if spec.snapshots is None:
         return []
     max_age = spec.snapshots.effective_max_age().total_seconds()
     # A restore from it failed (the member it seeded was retired before its volume was ever bound).
     failed_restores = {c.seeded_from for c in observed.retired_claims if c.seeded_from and c.phase == "Pending"}
+    drilled = observed.previous.last_drill
+    if drilled is not None and drilled.result is DrillResult.FAILED and drilled.reason == "RestoreFailed":
+        failed_restores.add(drilled.snapshot)  # the drill proved it does not restore: seed from another
     fit = [
         snap
         for snap in observed.snapshots

@@ -25,6 +25,10 @@ from phalanx.models import (
 )
 from phalanx.names import STORE_LABEL
 from phalanx.observe import Observed
+from phalanx.plan.drills import (
+    drill_report,
+    restore_verified,
+)
 from phalanx.plan.health import (
     member_state,
     stuck,
@@ -339,11 +343,12 @@ def build_status(
     progress: Progress | None = None,
 ) -> ReplicatedStoreStatus:
     """Status in kstatus terms (Ready, Reconciling, Stalled) plus Degraded, SnapshotsFresh,
-    ZonesBalanced, ForeignObjects and VolumesMatchSpec: each condition from its own small setter,
+    RestoreVerified, ZonesBalanced, ForeignObjects and VolumesMatchSpec: each condition from its own small setter,
     over facts computed once (``summarise``); a condition keeps its transition time while it holds."""
     progress = progress or Progress()
     s = summarise(spec, observed, now, zones, progress)
     previous = {c.type: c for c in observed.previous.conditions}
+    last_drill = drill_report(spec, observed, now)  # a paused or invalid store keeps its last one
     settings: list[Setting] = [
         ready_condition(s, progress),
         reconciling_condition(s, progress),
@@ -354,6 +359,9 @@ def build_status(
     if spec is not None and spec.snapshots is not None:
         fresh, why = snapshots_fresh(spec, observed, now)
         settings.append((ConditionType.SNAPSHOTS_FRESH, fresh, "Fresh" if fresh else "Stale", why))
+        verified = restore_verified(spec, last_drill)
+        if verified is not None:
+            settings.append((ConditionType.RESTORE_VERIFIED, *verified))
     settings.append(zones_balanced_condition(s))
     settings.append((ConditionType.FOREIGN_OBJECTS, bool(observed.foreign), *foreign_report(observed)))
     if progress.storage is not None:
@@ -379,6 +387,7 @@ def build_status(
         last_serial=max(observed.last_serial, progress.last_serial or 0),
         snapshots=snapshot_status(observed),
         last_recovery=s.last_recovery,
+        last_drill=last_drill,
         owned=observed.owned,
         retired_volumes=retired_report(spec, observed),
         rollout=progress.rollout,
