@@ -13,6 +13,7 @@ PREFIX = "sim.phalanx.dev/"
 STOPPED = PREFIX + "stopped"  # on a Node: no heartbeats, no kubelet work
 READY_AFTER = PREFIX + "ready-after"  # on a Pod: seconds from start to Ready
 CRASH = PREFIX + "crash"  # on a Pod: "loop" keeps it unready; any other value crashes it once
+EXIT_CODE = PREFIX + "exit-code"  # on a Pod: once it has run (ready-after), its containers exit with this code
 DATA = PREFIX + "data"  # on a PV or VolumeSnapshotContent: the volume's data, JSON
 RESTORE_FAILS = PREFIX + "restore-fails"  # on a VolumeSnapshot: restores from it fail
 SNAPSHOT_FAILS = PREFIX + "snapshot-fails"  # on a VolumeSnapshotClass: snapshots of it fail

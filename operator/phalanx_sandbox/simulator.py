@@ -9,7 +9,9 @@ on a real cluster:
   both, and the real node-lifecycle controller marks it NotReady and taints it.
 - **Pods** scheduled to a live node turn Running and Ready after a delay (the pod's
   ``sim.phalanx.dev/ready-after`` annotation, seconds). Graceful deletions are finished. A pod whose
-  volume is lost reports not ready, as its application would.
+  volume is lost reports not ready, as its application would. A pod annotated
+  ``sim.phalanx.dev/exit-code`` is a one-shot: after the same delay its containers exit with that code
+  (phase Succeeded for 0, else Failed), as a check such as a restore drill's verification would.
 - **Volumes**: a StorageClass served by a CSI driver named ``sim.csi.phalanx.dev``; a PV per PVC,
   pinned to the zone of the node that the scheduler selected. Released volumes are deleted.
 - **Snapshots**: the ``snapshot.storage.k8s.io/v1`` kinds; contents created, ``readyToUse`` after a
@@ -44,6 +46,7 @@ from phalanx_sandbox.names import (
     CRASH,
     DATA,
     DRIVER,
+    EXIT_CODE,
     READY_AFTER,
     RESTORE_FAILS,
     SELECTED_NODE,
@@ -500,6 +503,10 @@ class Simulator:
         lost = [c for c in _claims(pod) if self._claim_lost(namespace, c)]
         delay = self._ready_after(pod) - (moment - self.pod_seen[uid] if uid in self.pod_seen else moment - first)
         want_ready = not lost and crash != "loop"
+        exit_code = _exit_code(annotations)
+        if exit_code is not None and not lost and delay <= 0:
+            self._set_pod_exited(pod, exit_code)
+            return
         if want_ready and delay <= 0 and not _pod_ready(pod):
             delay = self._catch_up(pod, moment)
         if want_ready and delay > 0:
@@ -617,6 +624,45 @@ class Simulator:
             sub="status",
             kind="strategic",
         )
+
+    def _set_pod_exited(self, pod: Obj, code: int) -> None:
+        """A one-shot pod's containers exited with ``code``: Succeeded for 0, else Failed, for good."""
+        stamp = now_iso()
+        containers = [
+            {
+                "name": container["name"],
+                "image": container.get("image", ""),
+                "imageID": "sim://" + container.get("image", ""),
+                "containerID": f"sim://{pod['metadata']['uid']}-{container['name']}-0",
+                "ready": False,
+                "started": False,
+                "restartCount": 0,
+                "state": {
+                    "terminated": {
+                        "exitCode": code,
+                        "reason": "Completed" if code == 0 else "Error",
+                        "startedAt": pod["status"].get("startTime") or stamp,
+                        "finishedAt": stamp,
+                    }
+                },
+            }
+            for container in pod["spec"]["containers"]
+        ]
+        patch = {
+            "status": {
+                "phase": "Succeeded" if code == 0 else "Failed",
+                "startTime": pod["status"].get("startTime") or stamp,
+                "conditions": [
+                    {"type": "Initialized", "status": "True", "lastTransitionTime": stamp},
+                    {"type": "ContainersReady", "status": "False", "lastTransitionTime": stamp},
+                    {"type": "Ready", "status": "False", "lastTransitionTime": stamp},
+                    {"type": "PodScheduled", "status": "True", "lastTransitionTime": stamp},
+                ],
+                "containerStatuses": containers,
+            }
+        }
+        meta = pod["metadata"]
+        self.kube.patch(k.PODS, meta["name"], patch, meta["namespace"], sub="status", kind="strategic")
 
     # ---------------------------------------------------------------- volumes
 
@@ -925,6 +971,14 @@ def _claims(pod: Obj) -> list[str]:
         for v in pod["spec"].get("volumes") or []
         if v.get("persistentVolumeClaim")
     ]
+
+
+def _exit_code(annotations: Obj) -> int | None:
+    """The code a one-shot pod exits with (``sim.phalanx.dev/exit-code``), or None: it runs for good."""
+    try:
+        return int(annotations[EXIT_CODE]) if EXIT_CODE in annotations else None
+    except ValueError:
+        return 1  # a value that is no number is a broken check: it fails
 
 
 def _pod_ready(pod: Obj) -> bool:
