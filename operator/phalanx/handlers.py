@@ -125,7 +125,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         heartbeats=config.node_heartbeats,
     )
     RUNTIME.cache.start()
-    RUNTIME.passes = Pass(actor, RUNTIME.cache, RUNTIME.io)
+    RUNTIME.passes = Pass(actor, RUNTIME.cache, RUNTIME.io, rates=config.rates)
     asyncio.get_running_loop().create_task(heartbeat())
     log.info("phalanx started: namespaces=%s metrics=:%s", config.namespaces or "all", config.metrics_port)
 

@@ -160,6 +160,24 @@ ROLLOUT_HALTS = Counter(
     ["namespace", "store"],
     registry=REGISTRY,
 )
+MEMBER_LOSSES = Gauge(
+    "phalanx_member_losses_24h",
+    "Members of a store lost (and replaced) in the last 24 hours (status.reliability).",
+    ["namespace", "store"],
+    registry=REGISTRY,
+)
+BLAST_RADIUS = Gauge(
+    "phalanx_blast_radius_ratio",
+    "Share of a store unavailable at once: of its members or of its zones, now or the worst in 24 hours.",
+    ["namespace", "store", "of", "when"],
+    registry=REGISTRY,
+)
+PREDICTED_RECOVERY = Gauge(
+    "phalanx_recovery_predicted_seconds",
+    "Expected time to rebuild one member now, by path (snapshot, empty).",
+    ["namespace", "store", "path"],
+    registry=REGISTRY,
+)
 LEADER = Gauge(
     "phalanx_leader",
     "1 on the operator process that holds the lease and acts, 0 on a standby.",

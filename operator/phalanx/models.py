@@ -320,6 +320,7 @@ class ConditionType(enum.StrEnum):
     RESTORE_VERIFIED = "RestoreVerified"
     FOREIGN_OBJECTS = "ForeignObjects"
     VOLUMES_MATCH_SPEC = "VolumesMatchSpec"
+    RECOVERY_WITHIN_OBJECTIVE = "RecoveryWithinObjective"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -485,6 +486,12 @@ class RecoverySpec(_Model):
     """What to do when every member of a zone is unavailable. `Wait`: keep the zone's members and wait
     for the zone to return. `Redistribute`: after zoneFailureGrace, rebuild the zone's members in the
     surviving zones, and move them back once the zone has returned."""
+
+    objective: Annotated[Duration, AtLeast("1s")] | None = None
+    """The recovery time the store must not outgrow (for example 10m): when rebuilding a member from
+    empty (the path taken when no usable snapshot exists) is predicted to take longer, the condition
+    RecoveryWithinObjective turns False, before a failure shows it. The prediction uses the volume
+    size and the operator's rates (PHALANX_RESTORE_RATE, PHALANX_CATCHUP_RATE)."""
 
     zone_failure_grace: Annotated[Duration, AtLeast("1s")] = Duration.parse("5m")
     """How long every member of a zone may be unavailable before the zone counts as lost. Must be at
@@ -773,6 +780,88 @@ class SnapshotStatus(_Model):
     """The last failed VolumeSnapshot counted in ``failures``."""
 
 
+class LossEvent(_Model):
+    """A member lost (and replaced) within the reliability window."""
+
+    member: Text
+    """The member lost."""
+    zone: Text
+    """Its zone."""
+    at: datetime
+    """When its replacement was started."""
+    reason: Text
+    """NodeLost, NodeDeleted, VolumeLost, VolumeDeleted, RestoreFailed or ZoneLost."""
+
+
+class RecoveryTime(_Model):
+    """How long one replacement took, from acting on the loss to the replacement Ready."""
+
+    member: Text
+    """The replacement."""
+    source: RecoverySource
+    """Where its data came from: Snapshot or Empty."""
+    seconds: Annotated[float, Field(ge=0)]
+    """From acting on the loss to the replacement Ready."""
+    at: datetime
+    """When it became ready."""
+
+
+class BlastRadius(_Model):
+    """How much of the store was unavailable at once, in percent."""
+
+    members: Annotated[int, Field(strict=True, ge=0, le=100)] = 0
+    """Members not ready, over the desired replicas."""
+    zones: Annotated[int, Field(strict=True, ge=0, le=100)] = 0
+    """Zones of the store where no member serves, over the store's zones."""
+    at: datetime | None = None
+    """When it was seen (the worst in the window)."""
+
+
+class RecoverySummary(_Model):
+    """Recovery times within the window, for one source."""
+
+    source: RecoverySource
+    """Snapshot or Empty."""
+    count: Count = 0
+    """Recoveries from that source in the window."""
+    median_seconds: Annotated[float, Field(ge=0)] = 0
+    """Their median time."""
+    max_seconds: Annotated[float, Field(ge=0)] = 0
+    """Their longest time."""
+
+
+class PredictedRecovery(_Model):
+    """What rebuilding one member would take now, from the volume size and the recovery rates."""
+
+    from_snapshot_seconds: Annotated[float, Field(ge=0)] | None = None
+    """Restoring the newest usable snapshot (absent without one); the changes since it are caught up
+    from peers on top."""
+    from_empty_seconds: Annotated[float, Field(ge=0)]
+    """Copying the whole volume from peers."""
+
+
+class ReliabilityStatus(_Model):
+    """The three numbers of reliability, over the last 24 hours: how often members fail, how much of
+    the store a failure takes, and how long recovery takes. Written only when one of them changes."""
+
+    window: Text = "24h"
+    """The span the numbers cover."""
+    losses: list[LossEvent] = Field(default_factory=list)
+    """Members lost within the window, oldest first (the newest 20 kept)."""
+    losses_in_window: Count = 0
+    """How many members were lost within the window."""
+    now: BlastRadius = Field(default_factory=BlastRadius)
+    """Unavailable at this moment."""
+    worst: BlastRadius | None = None
+    """The most unavailable at once within the window."""
+    recoveries: list[RecoveryTime] = Field(default_factory=list)
+    """Recoveries completed within the window, oldest first (the newest 20 kept)."""
+    summary: list[RecoverySummary] = Field(default_factory=list)
+    """Median and maximum recovery time within the window, by source."""
+    predicted: PredictedRecovery | None = None
+    """The expected time to rebuild one member now."""
+
+
 class RetiredVolumesStatus(_Model):
     """Volumes of members that left the store, kept (spec.retiredVolumes)."""
 
@@ -1027,6 +1116,10 @@ class ReplicatedStoreStatus(_Model):
 
     retired_volumes: RetiredVolumesStatus | None = None
     """Volumes of retired members still kept; absent when there are none."""
+
+    reliability: ReliabilityStatus | None = None
+    """Member losses, blast radius and recovery times over the last 24 hours, and the predicted time
+    to rebuild a member."""
 
     rollout: RolloutStatus | None = None
     """The rollout in flight; absent when none is."""

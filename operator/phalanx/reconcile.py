@@ -35,6 +35,7 @@ from phalanx.models import (
 from phalanx.names import StoreRef
 from phalanx.observe import Observed, observe
 from phalanx.plan import REFUSED_PASSES, ExpandVolume, Plan, plan
+from phalanx.plan.reliability import DEFAULT_RATES, Rates
 from phalanx.validation import SpecError, parse_spec
 
 T = TypeVar("T")
@@ -74,6 +75,8 @@ class Pass:
     expectations: Expectations = field(default_factory=Expectations)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     monotonic: Callable[[], float] = time.monotonic
+    rates: Rates = DEFAULT_RATES
+    """How fast members are rebuilt, for the predicted recovery time (settings)."""
 
     async def run(self, ref: StoreRef, body: Mapping[str, Any], memory: Memory, events: Events) -> tuple[Plan, int]:
         """One pass over ``body`` (the store as last seen: metadata, spec, status). Returns the plan and
@@ -95,7 +98,7 @@ class Pass:
                 # The watch has not yet brought back all we wrote (a pass may write twice: status, then
                 # the record of what act made): plan on what we wrote, so nothing is decided twice.
                 snapshot["status"] = {**kept, **memory.written}
-        decision = decide(ref, snapshot, self.cache, self.clock(), memory)
+        decision = decide(ref, snapshot, self.cache, self.clock(), memory, self.rates)
         spec, revision, digests, decided = decision.spec, decision.revision, decision.digests, decision.plan
         new_status = decided.status.to_wire()
         if await self.io(self.actor.write_status, ref, snapshot["status"], new_status):
@@ -156,7 +159,14 @@ class Decision:
     plan: Plan
 
 
-def decide(ref: StoreRef, body: Mapping[str, Any], cache: WatchCache, now: datetime, memory: Memory) -> Decision:
+def decide(
+    ref: StoreRef,
+    body: Mapping[str, Any],
+    cache: WatchCache,
+    now: datetime,
+    memory: Memory,
+    rates: Rates = DEFAULT_RATES,
+) -> Decision:
     """Parse, observe and plan one store (``body``: metadata, spec and the status to plan on), with
     what only the planner's caller knows: the children the spec builds, the names others hold, and
     the refusals ``memory`` remembers. One place, so that the dry run (``dryrun``) previews exactly
@@ -178,6 +188,7 @@ def decide(ref: StoreRef, body: Mapping[str, Any], cache: WatchCache, now: datet
         collisions=collisions(ref, digests or {}, cache),
         refused=refused,
         expansion_refused=expansion[1] if spec and expansion and expansion[0] == str(spec.storage.size) else None,
+        rates=rates,
     )
     return Decision(spec, revision, digests, decided)
 
@@ -346,6 +357,24 @@ def record(ref: StoreRef, plan_: Plan, desired: int, previous: Mapping[str, Any]
     done = completed_recovery(previous, plan_)
     if done is not None and done.seconds is not None:
         metrics.RECOVERY_SECONDS.labels(done.source.value).observe(done.seconds)
+    held = status.reliability
+    if held is not None:
+        metrics.of(metrics.MEMBER_LOSSES, ns, name).set(held.losses_in_window)
+        worst = held.worst
+        for of, when, share in (
+            ("members", "now", held.now.members),
+            ("zones", "now", held.now.zones),
+            ("members", "worst", worst.members if worst else 0),
+            ("zones", "worst", worst.zones if worst else 0),
+        ):
+            metrics.of(metrics.BLAST_RADIUS, ns, name, of, when).set(share / 100)
+        if held.predicted is not None:
+            metrics.of(metrics.PREDICTED_RECOVERY, ns, name, "empty").set(held.predicted.from_empty_seconds)
+            snapshot = held.predicted.from_snapshot_seconds
+            if snapshot is not None:
+                metrics.of(metrics.PREDICTED_RECOVERY, ns, name, "snapshot").set(snapshot)
+            else:
+                metrics.drop(metrics.PREDICTED_RECOVERY, ns, name, keep={("empty",)})
     rollout = status.rollout
     metrics.of(metrics.ROLLOUT_MEMBERS, ns, name, "updated").set(rollout.replaced if rollout else 0)
     metrics.of(metrics.ROLLOUT_MEMBERS, ns, name, "total").set(rollout.total if rollout else 0)

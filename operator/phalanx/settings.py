@@ -14,6 +14,8 @@
 | ``PHALANX_LEASE_DURATION`` | 15 | seconds a standby waits after the last renewal it saw before taking over |
 | ``PHALANX_RENEW_DEADLINE`` | 10 | seconds without a renewal after which the holder stops acting and exits |
 | ``PHALANX_RETRY_PERIOD`` | 2 | seconds between two renewals (or two tries of a standby) |
+| ``PHALANX_RESTORE_RATE`` | 200Mi | bytes a second a snapshot is restored at (predicted recovery time) |
+| ``PHALANX_CATCHUP_RATE`` | 50Mi | bytes a second a new member copies from its peers (predicted recovery time) |
 | ``PHALANX_NODE_HEARTBEATS`` | true | a node whose Lease stopped being renewed is NotReady at once (``heartbeats``) |
 
 There is no limit on how many stores are reconciled at once: each store has its own loop, and what
@@ -29,6 +31,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from phalanx.leader import ElectionSettings
+from phalanx.plan.reliability import DEFAULT_RATES, Rates
+from phalanx.units import Quantity
 
 RETIRED = ("PHALANX_WORKERS",)
 """Settings that no longer mean anything: the operator warns when one is set."""
@@ -42,6 +46,7 @@ class Settings:
     log_format: str = "text"
     api_threads: int = 16
     node_heartbeats: bool = True
+    rates: Rates = DEFAULT_RATES
     election: ElectionSettings | None = None
     """None: leader election is off (one operator, or a test that wants none)."""
     retired: tuple[str, ...] = ()
@@ -66,7 +71,14 @@ class Settings:
                 renew_deadline=float(env.get("PHALANX_RENEW_DEADLINE", "10")),
                 retry_period=float(env.get("PHALANX_RETRY_PERIOD", "2")),
             )
+        rates = Rates(
+            restore=float(Quantity(env.get("PHALANX_RESTORE_RATE", "200Mi")).bytes),
+            catch_up=float(Quantity(env.get("PHALANX_CATCHUP_RATE", "50Mi")).bytes),
+        )
+        if rates.restore <= 0 or rates.catch_up <= 0:
+            raise ValueError("PHALANX_RESTORE_RATE and PHALANX_CATCHUP_RATE must be positive quantities")
         return cls(
+            rates=rates,
             node_heartbeats=env.get("PHALANX_NODE_HEARTBEATS", "true").strip().lower()
             not in ("false", "0", "no", "off"),
             election=election,

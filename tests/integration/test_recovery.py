@@ -173,6 +173,26 @@ def test_stopped_node_member_rebuilt_in_its_zone_from_the_latest_snapshot(
     assert reasons["MemberLost"] == 1 and reasons["MemberReplaced"] == 1 and reasons["RecoveryCompleted"] == 1
     samples = operator.metrics()
     assert samples[f'phalanx_recoveries_total{{namespace="{namespace}",source="Snapshot",store="lineage"}}'] == 1
+    # status.reliability: the loss, the blast radius it took (one member of three, one zone of three
+    # dark while its node was down), and the recovery's time by source.
+    held = wait_for(
+        lambda: (
+            (kube.get(k.STORES, snapshotting, namespace)["status"].get("reliability") or {}).get("recoveries")
+            and kube.get(k.STORES, snapshotting, namespace)["status"]["reliability"]
+        ),
+        "the recovery in status.reliability",
+    )
+    assert [(e["member"], e["reason"]) for e in held["losses"]] == [("lineage-2", "NodeLost")]
+    assert held["worst"]["members"] == 33 and held["worst"]["zones"] in (0, 33)
+    assert [(r["member"], r["source"]) for r in held["recoveries"]] == [(replacement, "Snapshot")]
+    assert held["summary"][0]["source"] == "Snapshot" and held["summary"][0]["count"] == 1
+    assert held["now"] == {"members": 0, "zones": 0}
+    samples = operator.metrics()
+    assert samples[f'phalanx_member_losses_24h{{namespace="{namespace}",store="lineage"}}'] == 1
+    assert (
+        samples[f'phalanx_blast_radius_ratio{{namespace="{namespace}",of="members",store="lineage",when="worst"}}']
+        == 0.33
+    )
 
 
 def test_lost_volume_member_rebuilt_from_snapshot(
@@ -273,6 +293,9 @@ def test_zone_loss_with_redistribute_rebuilds_elsewhere_then_rebalances(
     assert lowest >= 5, f"rebalancing took more than one member out at a time ({lowest} ready)"
     zones = Counter(c["metadata"]["labels"][names.ZONE_LABEL] for c in members(kube, namespace, "spread").values())
     assert zones == Counter({"zone-a": 2, "zone-b": 2, "zone-c": 2})
+    held = kube.get(k.STORES, "spread", namespace)["status"]["reliability"]
+    assert held["worst"] == {**held["worst"], "members": 33, "zones": 33}, "a zone of three, two members of six"
+    assert held["lossesInWindow"] == 2 and {e["reason"] for e in held["losses"]} == {"ZoneLost"}
 
 
 def test_zone_loss_with_wait_reports_the_zone_and_replaces_nothing(

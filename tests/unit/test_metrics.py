@@ -157,7 +157,7 @@ def readme_metric_names() -> set[str]:
     readme = (REPO / "README.md").read_text()
     table = readme.split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
     rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
-    return {name for cell in rows for name in re.findall(r"`([a-z_:]+)`", cell)}
+    return {name for cell in rows for name in re.findall(r"`([a-z][a-z0-9_:]*)`", cell)}
 
 
 def served_metric_names(exposition: str) -> set[str]:

@@ -107,6 +107,14 @@ from phalanx.plan.recovery import (
     restore_deadline,
     unfinished_recovery,
 )
+from phalanx.plan.reliability import (
+    DEFAULT_RATES,
+    Rates,
+    blast_radius,
+    objective_condition,
+    predicted,
+    reliability,
+)
 from phalanx.plan.rollout import (
     GATE_SPACING,
     Rollout,
@@ -149,6 +157,7 @@ from phalanx.plan.volumes import (
 )
 
 __all__ = [
+    "DEFAULT_RATES",
     "FIRST_POD_WINDOW",
     "FOREIGN_LISTED",
     "GATE_SPACING",
@@ -172,10 +181,12 @@ __all__ = [
     "PinVolume",
     "Plan",
     "Progress",
+    "Rates",
     "RetireMember",
     "Rollout",
     "Snapshot",
     "StartDrill",
+    "blast_radius",
     "blocked_by",
     "budget",
     "build_status",
@@ -199,6 +210,7 @@ __all__ = [
     "member_statuses",
     "never_served",
     "next_deadline",
+    "objective_condition",
     "observed_zones",
     "others_serve",
     "pin_volumes",
@@ -207,6 +219,7 @@ __all__ = [
     "plan",
     "plan_deletion",
     "plan_drills",
+    "predicted",
     "prior_since",
     "prune_retired_volumes",
     "prune_snapshots",
@@ -214,6 +227,7 @@ __all__ = [
     "rebalance",
     "recover",
     "recovery_progress",
+    "reliability",
     "request_targets",
     "restore_deadline",
     "restore_verified",
@@ -258,6 +272,7 @@ def plan(
     collisions: Mapping[str, str] | None = None,
     refused: str | None = None,
     expansion_refused: str | None = None,
+    rates: Rates = DEFAULT_RATES,
 ) -> Plan:
     """Decide. ``spec`` is None (and ``invalid`` says why) when the spec did not validate.
 
@@ -342,6 +357,7 @@ def plan(
         rollout=rollout.status,
         budgeted=rollout.budgeted,
         request=rollout.request,
+        rates=rates,
     )
     status = build_status(spec, observed, now, home_zones, progress)
     if actions:

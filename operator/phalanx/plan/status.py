@@ -43,6 +43,12 @@ from phalanx.plan.placement import (
 from phalanx.plan.recovery import (
     recovery_progress,
 )
+from phalanx.plan.reliability import (
+    DEFAULT_RATES,
+    Rates,
+    objective_condition,
+    reliability,
+)
 from phalanx.plan.snapshots import (
     snapshot_status,
     snapshots_fresh,
@@ -161,6 +167,8 @@ class Progress:
     """Members the rollout took out on purpose, within the budget: not a degradation."""
     request: ReplaceRequestStatus | None = None
     """The on-demand replacement answered (status.replaceRequest)."""
+    rates: Rates = DEFAULT_RATES
+    """How fast a member is rebuilt, for the predicted recovery time."""
 
 
 @dataclass(frozen=True)
@@ -366,6 +374,12 @@ def build_status(
     settings.append((ConditionType.FOREIGN_OBJECTS, bool(observed.foreign), *foreign_report(observed)))
     if progress.storage is not None:
         settings.append((ConditionType.VOLUMES_MATCH_SPEC, *progress.storage))
+    held = None
+    if spec is not None and progress.stalled is None:
+        held = reliability(spec, observed, now, s.members, zones, progress.records, s.last_recovery, progress.rates)
+        within = objective_condition(spec, held.predicted) if held.predicted is not None else None
+        if within is not None:
+            settings.append((ConditionType.RECOVERY_WITHIN_OBJECTIVE, *within))
     healthy_zones = sum(1 for z in s.zones if z.members and z.ready == z.members)
     # Zones that should hold members: a store smaller than its zone count fills only that many.
     expected_zones = min(len(s.zones), s.desired) if s.desired else len(s.zones)
@@ -392,6 +406,7 @@ def build_status(
         retired_volumes=retired_report(spec, observed),
         rollout=progress.rollout,
         replace_request=progress.request,
+        reliability=held if held is not None else observed.previous.reliability,
     )
 
 
