@@ -95,22 +95,10 @@ class StampedWatcher(Watcher):
         self.stamps: list[float] = []  # before the thread starts (in Watcher.__init__)
         super().__init__(kube, resource, namespace, selector, limit)
 
-    def _run(self) -> None:
-        """Watcher's loop, stamping each event as it is read."""
-        try:
-            while not self.stopping.is_set() and time.monotonic() < self.deadline:
-                stream = self.kube.watch(
-                    self.resource, self.version, timeout_seconds=2, namespace=self.namespace, selector=self.selector
-                )
-                for kind, obj in stream:
-                    if kind == "ERROR":
-                        raise AssertionError(f"the watch broke: {obj}")
-                    self.version = str(obj["metadata"]["resourceVersion"])
-                    if kind != "BOOKMARK":
-                        self.stamps.append(time.monotonic())
-                        self.events.append((kind, obj))
-        except BaseException as error:
-            self.error = error
+    def record(self, kind: str, obj: Obj) -> None:
+        """Keep the event, stamped as it is read."""
+        self.stamps.append(time.monotonic())
+        super().record(kind, obj)
 
 
 def pod_ready(pod: Obj) -> bool:

@@ -46,9 +46,13 @@ class Watcher:
                         raise AssertionError(f"the watch broke: {obj}")
                     self.version = str(obj["metadata"]["resourceVersion"])
                     if kind != "BOOKMARK":
-                        self.events.append((kind, obj))
+                        self.record(kind, obj)
         except BaseException as error:
             self.error = error
+
+    def record(self, kind: str, obj: Obj) -> None:
+        """Keep one event (a subclass may note more about it, such as when it was read)."""
+        self.events.append((kind, obj))
 
     def stop(self) -> list[tuple[str, Obj]]:
         """Stop now; every event seen."""

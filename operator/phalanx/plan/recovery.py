@@ -131,16 +131,7 @@ def recover(
             reason, zone = lost, member.zone
         successor = observed.successor(member.name)
         if successor is not None:  # a rollout was replacing it: that replacement is the recovery
-            actions.append(
-                RetireMember(
-                    member.name,
-                    member.pod.uid if member.pod else None,
-                    member.claim.uid if member.claim else None,
-                    delete_volume=False,  # kept until its replacement is ready (I3)
-                    why=f"member {member.name} lost ({reason}); {successor.name} already replaces it",
-                    reason="MemberLost",
-                )
-            )
+            actions.append(retire_lost(member, f"member {member.name} lost ({reason}); {successor.name} replaces it"))
             continue
         counts[zone] = counts.get(zone, 0) + 1
         snapshot, source_why = seed_for(spec, observed, now)
@@ -148,16 +139,7 @@ def recover(
             snapshot, source_why = None, "the restore failed: starting empty"
         last_serial += 1
         replacement = member_name(observed.store.name, last_serial)
-        actions.append(
-            RetireMember(
-                member.name,
-                member.pod.uid if member.pod else None,
-                member.claim.uid if member.claim else None,
-                delete_volume=False,  # kept until its replacement is ready (I3)
-                why=f"member {member.name} lost ({reason})",
-                reason="MemberLost",
-            )
-        )
+        actions.append(retire_lost(member, f"member {member.name} lost ({reason})"))
         actions.append(
             CreateMember(
                 replacement,
@@ -180,6 +162,19 @@ def recover(
         )
         notes.append(f"{member.name} lost ({reason}); {replacement} seeded from {source_why}")
     return actions, records, last_serial, notes
+
+
+def retire_lost(member: MemberView, why: str) -> RetireMember:
+    """A lost member leaves first (so a crash never leaves two replacements); its volume stays until
+    its replacement is ready (I3)."""
+    return RetireMember(
+        member.name,
+        member.pod.uid if member.pod else None,
+        member.claim.uid if member.claim else None,
+        delete_volume=False,
+        why=why,
+        reason="MemberLost",
+    )
 
 
 def unfinished_recovery(
