@@ -106,11 +106,18 @@ def test_a_drill_verifies_the_newest_snapshot_reports_it_and_leaves_nothing_behi
     assert env == {"PHALANX_STORE": "proven", "PHALANX_ZONE": "zone-a", "PHALANX_SNAPSHOT": record["snapshot"]}
     scheduled = [p["spec"].get("nodeName") for _, p in events if p["spec"].get("nodeName")]
     assert scheduled and kube.get(k.NODES, scheduled[0])["metadata"]["labels"][names.NODE_ZONE_LABEL] == "zone-a"
-    said = store_events(kube, namespace, "proven")
-    assert any(e["reason"] == "DrillSucceeded" and e["type"] == "Normal" for e in said)
+    # The verdict is in the status the pass writes first; its Events and metrics follow the pass.
+    said = wait_for(
+        lambda: (
+            (found := store_events(kube, namespace, "proven"))
+            and any(e["reason"] == "DrillSucceeded" and e["type"] == "Normal" for e in found)
+            and found
+        ),
+        "the DrillSucceeded Event",
+    )
     assert any(e["reason"] == "DrillStarted" for e in said)
-    samples = operator.metrics()
-    assert samples[f'phalanx_drills_total{{namespace="{namespace}",result="Succeeded",store="proven"}}'] == 1
+    succeeded = f'phalanx_drills_total{{namespace="{namespace}",result="Succeeded",store="proven"}}'
+    samples = wait_for(lambda: (found := operator.metrics()).get(succeeded) == 1 and found, "the drill counted")
     key = f'phalanx_last_drill_success_timestamp_seconds{{namespace="{namespace}",store="proven"}}'
     assert abs(samples[key] - datetime.fromisoformat(record["finishedAt"].replace("Z", "+00:00")).timestamp()) < 0.01
     assert samples['phalanx_drill_duration_seconds_count{result="Succeeded"}'] >= 1
@@ -130,11 +137,14 @@ def test_a_failed_check_is_reported_and_leaves_nothing_behind(operator: Operator
     verified = condition(obj, "RestoreVerified")
     assert verified["status"] == "False" and verified["reason"] == "DrillFailed" and "exited 3" in verified["message"]
     assert condition(obj, "Ready")["status"] == "True", "a failed drill says nothing of the members"
-    assert any(
-        e["reason"] == "DrillFailed" and e["type"] == "Warning" for e in store_events(kube, namespace, "doubted")
+    wait_for(
+        lambda: any(
+            e["reason"] == "DrillFailed" and e["type"] == "Warning" for e in store_events(kube, namespace, "doubted")
+        ),
+        "the DrillFailed warning",
     )
     key = f'phalanx_drills_total{{namespace="{namespace}",result="Failed",store="doubted"}}'
-    assert operator.metrics()[key] == 1
+    wait_for(lambda: operator.metrics().get(key) == 1, "the failed drill counted")
     nothing_left(kube, namespace, "doubted")
 
 
