@@ -170,8 +170,14 @@ def test_stopped_node_member_rebuilt_in_its_zone_from_the_latest_snapshot(
     assert env["PHALANX_SEEDED_FROM"] == snap["metadata"]["name"]
     old = kube.get(k.PVCS, "lineage-2", namespace)  # Retain: the lost member's volume is kept, retired
     assert old["metadata"]["labels"][names.RETIRED_LABEL] == "true"
-    reasons = Counter(e["reason"] for e in kube.items(k.EVENTS, namespace) if e["involvedObject"]["name"] == "lineage")
-    assert reasons["MemberLost"] == 1 and reasons["MemberReplaced"] == 1 and reasons["RecoveryCompleted"] == 1
+
+    def reasons() -> Counter[str]:
+        return Counter(e["reason"] for e in kube.items(k.EVENTS, namespace) if e["involvedObject"]["name"] == "lineage")
+
+    # RecoveryCompleted is posted by the pass that writes readyAt, after the write: wait for it.
+    wait_for(lambda: reasons()["RecoveryCompleted"] > 0, "the RecoveryCompleted Event")
+    said = reasons()
+    assert said["MemberLost"] == 1 and said["MemberReplaced"] == 1 and said["RecoveryCompleted"] == 1
     samples = operator.metrics()
     assert samples[f'phalanx_recoveries_total{{namespace="{namespace}",source="Snapshot",store="lineage"}}'] == 1
     # status.reliability: the loss, the blast radius it took (one member of three, one zone of three
